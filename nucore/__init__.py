@@ -1,0 +1,10 @@
+"""nucore: the thin typed Python face over NuSec's native C core (``csrc/``).
+
+This is the bottom layer: it imports nothing from ``pki``, ``ceremony`` or ``nusec``, so all
+of them may import it. One module per primitive, in the manner of pyca/cryptography's
+``hazmat``; callers never touch the cffi binding (``nucore._native``) directly.
+"""
+
+from nucore.errors import NativeError
+
+__all__ = ["NativeError"]

@@ -1,0 +1,1 @@
+"""One module per ``nusec`` sub-command; each exposes ``command`` or a typer ``app``."""
