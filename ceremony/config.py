@@ -1,0 +1,351 @@
+"""The ceremony's one reviewed YAML file: schema, validation, and the commented template.
+
+Why one strict schema: the config is read aloud and signed off before the ceremony, so anything
+the tool would do must be visible in it, and anything it does not understand (a typo such as
+``thresold``) must stop the ceremony before the HSM is touched. Validation is complete before
+any HSM action (like boulder's ``validate()``); errors are one line naming the field.
+
+Secrets never appear in the file: PINs and the share passphrase are named by *source* (an
+environment variable or a file), never by value. Relative paths are relative to the config
+file's folder, so a reviewed folder (config + outputs) can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ceremony.errors import ConfigError
+
+#: Key labels and the token label: printable, no spaces at the ends, no URI-breaking characters.
+_LABEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+#: PKCS#11 token labels are at most 32 bytes (CK_TOKEN_INFO.label).
+_TOKEN_LABEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"  # noqa: S105 - a pattern, not a secret
+#: Output file names are plain names inside ``outputs.directory`` (no folders, no ``..``).
+_FILE_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: Environment variable names (POSIX portable set).
+_ENV_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+SOFTHSM2_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+#: YAML gives strings; a path field accepts them (strict mode would want a ``Path`` object).
+LaxPath = Annotated[Path, Field(strict=False)]
+
+
+class _Strict(BaseModel):
+    """Every section refuses unknown fields and never coerces types silently."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SecretSource(_Strict):
+    """Where a secret (PIN, passphrase) comes from: exactly one of an env var or a file."""
+
+    env: Annotated[str, Field(pattern=_ENV_RE)] | None = None
+    file: LaxPath | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretSource:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' (variable name) or 'file' (path)")
+        return self
+
+    def describe(self) -> str:
+        """Where the secret comes from, for logs and the transcript (never the value)."""
+        return f"env:{self.env}" if self.env is not None else f"file:{self.file}"
+
+    def read(self, what: str) -> str:
+        """The secret, stripped of one trailing newline; ``ConfigError`` names the source, not the value."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None or value == "":
+                raise ConfigError(f"{what}: environment variable {self.env} is not set")
+            return value
+        assert self.file is not None
+        try:
+            text = self.file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read {self.file}: {exc.strerror}") from None
+        value = text[:-1] if text.endswith("\n") else text
+        if value == "":
+            raise ConfigError(f"{what}: file {self.file} is empty")
+        return value
+
+
+class CeremonyInfo(_Strict):
+    """Who runs and who watches: recorded on every transcript line."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    operator: Annotated[str, Field(min_length=1, max_length=200)]
+    witnesses: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)]
+
+    @field_validator("witnesses")
+    @classmethod
+    def _witnesses_distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("witness names must be distinct")
+        return value
+
+
+class HsmSection(_Strict):
+    """The PKCS#11 module and token the keys are made in."""
+
+    module: LaxPath = Path(SOFTHSM2_MODULE)
+    token_label: Annotated[str, Field(pattern=_TOKEN_LABEL_RE)]
+    user_pin: SecretSource
+    so_pin: SecretSource
+
+
+class Subject(_Strict):
+    """An X.509 distinguished name, limited to the attributes our profiles use."""
+
+    common_name: Annotated[str, Field(min_length=1, max_length=64)]
+    organization: Annotated[str, Field(min_length=1, max_length=64)]
+    organizational_unit: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+
+
+class CaSection(_Strict):
+    """One CA (root or ICA): its HSM key label, subject and validity."""
+
+    key_label: Annotated[str, Field(pattern=_LABEL_RE)]
+    subject: Subject
+    validity_days: Annotated[int, Field(ge=1, le=36500)]
+
+
+class BackupSection(_Strict):
+    """Custodian backup: M-of-N SLIP-39 shares of a KEK that wraps the RootCA and ICA keys."""
+
+    custodians: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=2)]
+    threshold: Annotated[int, Field(ge=2, le=16)]
+    passphrase: SecretSource | None = None
+    delivery: Literal["files", "print"] = "files"
+    kek_label: Annotated[str, Field(pattern=_LABEL_RE)] = "nusec-ceremony-kek"
+
+    @model_validator(mode="after")
+    def _threshold_fits(self) -> BackupSection:
+        n = len(self.custodians)
+        if n > 16:
+            raise ValueError(f"at most 16 custodians (SLIP-39), got {n}")
+        if len(set(self.custodians)) != n:
+            raise ValueError("custodian names must be distinct")
+        if self.threshold > n:
+            raise ValueError(f"threshold {self.threshold} is larger than the {n} custodians")
+        return self
+
+
+FileName = Annotated[str, Field(pattern=_FILE_NAME_RE)]
+
+
+class OutputsSection(_Strict):
+    """Where the public results go: one new folder, published in one atomic rename at the end."""
+
+    directory: LaxPath
+    root_cert: FileName = "root-ca.pem"
+    ica_cert: FileName = "ica.pem"
+    chain: FileName = "chain.pem"
+    wrapped_root_key: FileName = "root-ca.key.wrapped"
+    wrapped_ica_key: FileName = "ica.key.wrapped"
+    shares_dir: FileName = "shares"
+    transcript: FileName = "transcript.jsonl"
+
+    @model_validator(mode="after")
+    def _names_distinct(self) -> OutputsSection:
+        names = self.file_names()
+        if len(set(names.values())) != len(names):
+            raise ValueError("output names must be distinct")
+        return self
+
+    def file_names(self) -> dict[str, str]:
+        """Every output's name inside ``directory``, keyed by field name."""
+        return {k: v for k, v in self.model_dump().items() if k != "directory"}
+
+
+class CeremonyConfig(_Strict):
+    """The whole ceremony. ``version`` lets a future schema refuse old files explicitly."""
+
+    version: Literal[1]
+    ceremony: CeremonyInfo
+    hsm: HsmSection
+    root: CaSection
+    ica: CaSection
+    backup: BackupSection
+    outputs: OutputsSection
+
+    @model_validator(mode="after")
+    def _labels_distinct(self) -> CeremonyConfig:
+        labels = [self.root.key_label, self.ica.key_label, self.backup.kek_label]
+        if len(set(labels)) != len(labels):
+            raise ValueError("root.key_label, ica.key_label and backup.kek_label must be distinct")
+        if self.ica.validity_days > self.root.validity_days:
+            raise ValueError("ica.validity_days must not exceed root.validity_days")
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config plus what identifies the reviewed file (its SHA-256) in the transcript."""
+
+    config: CeremonyConfig
+    source: Path | None
+    sha256: str
+
+
+def _resolve(value: Path, base: Path) -> Path:
+    value = value.expanduser()
+    return value if value.is_absolute() else (base / value)
+
+
+def _resolve_paths(config: CeremonyConfig, base: Path) -> CeremonyConfig:
+    """Make every path absolute relative to the config file's folder."""
+    hsm = config.hsm.model_copy(
+        update={
+            "module": _resolve(config.hsm.module, base),
+            "user_pin": _resolve_source(config.hsm.user_pin, base),
+            "so_pin": _resolve_source(config.hsm.so_pin, base),
+        }
+    )
+    backup = config.backup
+    if backup.passphrase is not None:
+        backup = backup.model_copy(update={"passphrase": _resolve_source(backup.passphrase, base)})
+    outputs = config.outputs.model_copy(update={"directory": _resolve(config.outputs.directory, base)})
+    return config.model_copy(update={"hsm": hsm, "backup": backup, "outputs": outputs})
+
+
+def _resolve_source(source: SecretSource, base: Path) -> SecretSource:
+    if source.file is None:
+        return source
+    return source.model_copy(update={"file": _resolve(source.file, base)})
+
+
+def _format_error(err: ValidationError) -> str:
+    """One line naming the first problem's field path; an unknown field (a typo) is named first,
+    since it usually also explains a "missing" one."""
+    errors = err.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent, _, name = loc.rpartition(".")
+        where = f" in '{parent}'" if parent else ""
+        return f"unknown field '{name}'{where}"
+    if kind == "missing":
+        return f"missing field '{loc}'"
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_config(text: str, *, base_dir: Path, source: Path | None = None) -> LoadedConfig:
+    """Validate YAML text completely; ``ConfigError`` (one line) on the first problem."""
+    import hashlib
+
+    where = str(source) if source is not None else "config"
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a YAML mapping at the top level")
+    try:
+        config = CeremonyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_format_error(exc)}") from None
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return LoadedConfig(config=_resolve_paths(config, base_dir), source=source, sha256=digest)
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read and validate the ceremony file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    return parse_config(text, base_dir=path.resolve().parent, source=path)
+
+
+TEMPLATE = """\
+# NuSec offline root key ceremony. Review this file line by line with the witnesses, then run:
+#   nusec ceremony validate ceremony.yaml
+#   nusec ceremony run ceremony.yaml --rehearsal     # throwaway SoftHSM2 token, same steps
+#   nusec ceremony run ceremony.yaml                  # the real ceremony
+# Relative paths are relative to this file's folder. Secrets are never written here: PINs and
+# the passphrase are named by source (an environment variable or a file), never by value.
+version: 1
+
+ceremony:
+  name: "NuSec OEM root ceremony {date}"   # free text, recorded in the transcript
+  operator: "Alice Operator"                 # the person at the keyboard
+  witnesses:                                 # at least one; every transcript line names them
+    - "Bob Witness"
+
+hsm:
+  module: {module}   # the PKCS#11 module (shared library)
+  token_label: nusec-root                            # the token is found by label (slots move)
+  user_pin: {{env: NUSEC_HSM_PIN}}                     # or {{file: /media/pin/user.pin}}
+  so_pin: {{env: NUSEC_HSM_SO_PIN}}                    # security officer: marks the backup KEK trusted
+
+root:
+  key_label: nusec-root-ca          # label of the RootCA key pair inside the token
+  subject:
+    common_name: "NuSec Root CA"
+    organization: "Example OEM Ltd"
+    country: "TW"
+  validity_days: 7300               # 20 years
+
+ica:
+  key_label: nusec-ica              # label of the ICA key pair inside the token
+  subject:
+    common_name: "NuSec Issuing CA 1"
+    organization: "Example OEM Ltd"
+    organizational_unit: "Programmer PKI"   # optional
+    country: "TW"
+  validity_days: 3650               # must not exceed root.validity_days
+
+backup:
+  custodians:                       # N names, one share each (at most 16)
+    - "Carol Custodian"
+    - "Dave Custodian"
+    - "Erin Custodian"
+  threshold: 2                      # M: any M shares restore the keys; M-1 reveal nothing
+  # passphrase: {{env: NUSEC_SHARE_PASSPHRASE}}   # optional SLIP-39 passphrase for the shares
+  delivery: files                   # files: one file per custodian in outputs/shares_dir; print: shown once
+  kek_label: nusec-ceremony-kek     # temporary label of the backup KEK (destroyed after wrapping)
+
+outputs:
+  directory: ceremony-out           # must not exist; created in one atomic rename at the end
+  root_cert: root-ca.pem
+  ica_cert: ica.pem
+  chain: chain.pem                  # ICA then root
+  wrapped_root_key: root-ca.key.wrapped
+  wrapped_ica_key: ica.key.wrapped
+  shares_dir: shares                # hand each file to its custodian, then remove it from this machine
+  transcript: transcript.jsonl      # hash-chained, closed with the new root key's signature
+"""
+
+
+def template() -> str:
+    """The commented example config (``nusec ceremony template``); it validates as-is."""
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    return TEMPLATE.format(date=date, module=SOFTHSM2_MODULE)
+
+
+def default_rehearsal_config(workdir: Path) -> LoadedConfig:
+    """The template, with outputs in ``workdir/ceremony`` (for ``nusec demo`` and tests).
+
+    Meant for ``run_ceremony(..., rehearsal=True)``: the HSM section then names the throwaway
+    token's label only; its PINs are generated and written under the rehearsal folder.
+    """
+    text = template().replace("directory: ceremony-out", "directory: ceremony")
+    return parse_config(text, base_dir=workdir.resolve(), source=None)

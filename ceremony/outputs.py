@@ -1,0 +1,118 @@
+"""Where the ceremony's files go: checked up front, built in a staging folder, published at once.
+
+Why a staging folder and one rename: the outputs of an interrupted ceremony must never look
+like a finished one. Every file is written into ``.<directory>.partial`` next to the final
+folder (each file itself via tmp + fsync + rename), and only the last step renames the whole
+folder to ``outputs.directory``. The final folder must not exist before the ceremony starts
+(checked before any HSM action); a stale staging folder from an interrupted run is removed when
+the next run starts, since it was never published (and may hold custodian shares of a KEK that
+no published output uses).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ceremony.errors import OutputExistsError
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """The final folder, its staging twin, and each output's file name."""
+
+    final_dir: Path
+    names: dict[str, str]
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.final_dir.parent / f".{self.final_dir.name}.partial"
+
+    def staged(self, key: str) -> Path:
+        """Where output ``key`` (a field of ``outputs``) is written during the ceremony."""
+        return self.staging_dir / self.names[key]
+
+    def final(self, key: str) -> Path:
+        """Where output ``key`` is after publishing."""
+        return self.final_dir / self.names[key]
+
+
+def refuse_existing(plan: OutputPlan) -> None:
+    """Refuse to start if the outputs folder exists (even empty): nothing is ever overwritten."""
+    if plan.final_dir.exists() or plan.final_dir.is_symlink():
+        raise OutputExistsError(f"output folder {plan.final_dir} already exists; refusing to overwrite it")
+    parent = plan.final_dir.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputExistsError(f"{parent} is not a folder")
+
+
+@contextmanager
+def exclusive(plan: OutputPlan) -> Iterator[None]:
+    """Hold an exclusive lock on the outputs' parent folder for the whole run.
+
+    Why: a run removes a stale staging folder; without the lock, a second run started by
+    mistake at the same time would remove the first one's live staging folder. ``flock`` on the
+    folder itself leaves no lock file behind and is released if the process dies."""
+    parent = plan.final_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputExistsError(f"another ceremony is running with outputs in {parent}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def start_staging(plan: OutputPlan) -> bool:
+    """Create a fresh, private staging folder; returns whether a stale one had to be removed."""
+    plan.final_dir.parent.mkdir(parents=True, exist_ok=True)
+    stale = plan.staging_dir.exists()
+    if stale:
+        shutil.rmtree(plan.staging_dir)
+    plan.staging_dir.mkdir(mode=0o700)
+    return stale
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``path`` via a temporary file + fsync + rename: it exists complete, or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        raise OutputExistsError(f"{path} already exists; refusing to overwrite it")
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def publish(plan: OutputPlan) -> None:
+    """Rename the staging folder to the final folder (one atomic step on the same filesystem)."""
+    if plan.final_dir.exists():
+        raise OutputExistsError(
+            f"output folder {plan.final_dir} appeared during the ceremony; not publishing"
+        )
+    os.rename(plan.staging_dir, plan.final_dir)
+    fd = os.open(plan.final_dir.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def discard_staging(plan: OutputPlan) -> None:
+    """Remove the staging folder after a failed run (idempotent)."""
+    shutil.rmtree(plan.staging_dir, ignore_errors=True)

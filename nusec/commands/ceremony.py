@@ -1,0 +1,245 @@
+"""``nusec ceremony``: the offline root key ceremony (template, validate, run, verify, restore).
+
+Every sub-command turns a ``CeremonyError``/``PkiError`` into one ``error: ...`` line on stderr
+and exit code 1; with ``--json`` the last stdout line is one JSON object. Heavy imports (pkcs11, pkilint)
+stay inside the functions so ``nusec --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from ceremony.backup import CustodianShare
+
+app = typer.Typer(
+    name="ceremony",
+    help=(
+        "The offline root key ceremony, driven by one reviewed YAML file.\n\n"
+        "Order: `template` -> review -> `validate` -> `run --rehearsal` -> `run` -> `verify`. "
+        "`restore` rebuilds the CA keys in a fresh token from M custodian shares."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="End with one JSON object on stdout.")]
+
+
+def _fail(message: str, json_out: bool) -> None:
+    typer.echo(f"error: {message}", err=True)
+    if json_out:
+        typer.echo(json.dumps({"ok": False, "error": message}))
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _one_line_errors(json_out: bool) -> Iterator[None]:
+    """Known failures become one ``error:`` line and exit 1; a traceback would hide the cause."""
+    from ceremony.errors import CeremonyError
+    from pki.errors import PkiError
+
+    try:
+        yield
+    except (CeremonyError, PkiError) as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, json_out)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or type(exc).__name__}:{where}", json_out)
+
+
+def _say(json_out: bool) -> Callable[[str], None]:
+    # Progress goes to stderr with --json so stdout stays one JSON object.
+    return lambda msg: typer.echo(msg, err=json_out)
+
+
+@app.command("template")
+def template_cmd(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this new file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print a commented example config (it validates as-is; edit names, labels and outputs)."""
+    from ceremony.config import template
+
+    text = template()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    with _one_line_errors(False):
+        from ceremony.outputs import write_atomic
+
+        write_atomic(output, text.encode("utf-8"))
+    typer.echo(f"wrote {output}")
+
+
+@app.command("validate")
+def validate_cmd(
+    config: Annotated[Path, typer.Argument(help="The ceremony YAML file.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the YAML file completely (schema, names, outputs folder absent) without touching the HSM."""
+    from ceremony.config import load_config
+    from ceremony.errors import OutputExistsError
+
+    with _one_line_errors(json_out):
+        loaded = load_config(config)
+        cfg = loaded.config
+        if cfg.outputs.directory.exists():
+            raise OutputExistsError(
+                f"output folder {cfg.outputs.directory} already exists; the run would refuse"
+            )
+    summary = {
+        "ok": True,
+        "config": str(config),
+        "config_sha256": loaded.sha256,
+        "token_label": cfg.hsm.token_label,
+        "module": str(cfg.hsm.module),
+        "root_key_label": cfg.root.key_label,
+        "ica_key_label": cfg.ica.key_label,
+        "custodians": len(cfg.backup.custodians),
+        "threshold": cfg.backup.threshold,
+        "outputs": str(cfg.outputs.directory),
+    }
+    if json_out:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(
+            f"ok: {config} (sha256 {loaded.sha256[:16]}...): token '{cfg.hsm.token_label}', "
+            f"keys '{cfg.root.key_label}'/'{cfg.ica.key_label}', "
+            f"{cfg.backup.threshold}-of-{len(cfg.backup.custodians)} shares, "
+            f"outputs -> {cfg.outputs.directory}"
+        )
+
+
+def _print_share(share: CustodianShare, total: int, threshold: int, check: str) -> None:
+    """``delivery: print``: one share at a time on the terminal, for its custodian only."""
+    out = sys.stdout
+    out.write(f"\n=== share {share.index} of {total} for {share.custodian} (any {threshold} restore) ===\n")
+    out.write(f"kek-check: {check}\n{share.mnemonic}\n")
+    out.flush()
+    if sys.stdin.isatty():
+        input("Press Enter when the custodian has written it down (the screen will be cleared) ")
+        out.write("\033[2J\033[H")
+        out.flush()
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="The reviewed ceremony YAML file.")],
+    rehearsal: Annotated[
+        bool,
+        typer.Option("--rehearsal", help="Same steps on a throwaway SoftHSM2 token; outputs go elsewhere."),
+    ] = False,
+    rehearsal_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--rehearsal-dir", help="With --rehearsal: folder for the token and outputs (default: temp)."
+        ),
+    ] = None,
+    reuse: Annotated[
+        bool,
+        typer.Option("--reuse", help="Use CA keys that already exist on the token (after an interruption)."),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the ceremony: keys, certificates, chain, custodian backup, signed transcript."""
+    from ceremony.config import load_config
+    from ceremony.run import run_ceremony
+
+    if rehearsal_dir is not None and not rehearsal:
+        _fail("--rehearsal-dir needs --rehearsal", json_out)
+    with _one_line_errors(json_out):
+        loaded = load_config(config)
+        result = run_ceremony(
+            loaded,
+            rehearsal=rehearsal,
+            reuse=reuse,
+            rehearsal_dir=rehearsal_dir,
+            show_share=_print_share,
+            say=_say(json_out),
+        )
+    if json_out:
+        typer.echo(json.dumps({"ok": True, **result.as_dict()}))
+    else:
+        kind = "rehearsal" if rehearsal else "ceremony"
+        typer.echo(f"{kind} complete: outputs in {result.output_dir}")
+        typer.echo(f"root certificate SHA-256: {result.root_cert_sha256}")
+        typer.echo(f"verify with: nusec ceremony verify {result.transcript}")
+
+
+@app.command("verify")
+def verify_cmd(
+    transcript: Annotated[Path, typer.Argument(help="A ceremony or restore transcript (.jsonl).")],
+    root_cert: Annotated[
+        Path | None, typer.Option("--root-cert", help="Pin the signer to this root certificate (PEM).")
+    ] = None,
+    no_outputs: Annotated[
+        bool, typer.Option("--no-outputs", help="Skip checking the recorded outputs on disk.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the transcript's hash chain, the root key's closing signature, and the outputs on disk."""
+    from ceremony.transcript import verify_transcript
+
+    with _one_line_errors(json_out):
+        report = verify_transcript(transcript, root_cert=root_cert, check_outputs=not no_outputs)
+    if json_out:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        rehearsal = " (REHEARSAL)" if report.rehearsal else ""
+        typer.echo(
+            f"ok: {report.kind} transcript{rehearsal}, {report.lines} lines, chain and signature valid, "
+            f"{len(report.outputs_checked)} outputs match"
+        )
+        typer.echo(f"signed by root key SPKI SHA-256 {report.signer_spki_sha256}")
+        if root_cert is None:
+            typer.echo("compare that fingerprint with the one the witnesses recorded (or pass --root-cert)")
+
+
+@app.command("restore")
+def restore_cmd(
+    config: Annotated[Path, typer.Argument(help="Ceremony YAML naming the target token, labels and people.")],
+    ceremony_dir: Annotated[Path, typer.Option("--from", help="The published ceremony outputs folder.")],
+    shares: Annotated[list[Path], typer.Option("--share", help="A custodian share file (repeat M times).")],
+    output: Annotated[Path, typer.Option("--output", help="New folder for the signed restore transcript.")],
+    rehearsal: Annotated[
+        bool, typer.Option("--rehearsal", help="Restore into a throwaway SoftHSM2 token instead.")
+    ] = False,
+    rehearsal_dir: Annotated[
+        Path | None, typer.Option("--rehearsal-dir", help="With --rehearsal: folder for the throwaway token.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rebuild the KEK from M shares and unwrap the RootCA/ICA keys into a fresh token."""
+    from ceremony.config import load_config
+    from ceremony.restore import restore_keys
+
+    with _one_line_errors(json_out):
+        loaded = load_config(config)
+        result = restore_keys(
+            loaded,
+            ceremony_dir,
+            shares,
+            output,
+            rehearsal=rehearsal,
+            rehearsal_dir=rehearsal_dir,
+            say=_say(json_out),
+        )
+    payload: dict[str, Any] = {"ok": True, **result.as_dict()}
+    if json_out:
+        typer.echo(json.dumps(payload))
+    else:
+        typer.echo(
+            f"restored '{result.root_key_label}' and '{result.ica_key_label}' "
+            f"into token '{result.token_label}' from {result.shares_used} shares"
+        )
+        typer.echo(f"verify with: nusec ceremony verify {result.transcript}")
