@@ -1,0 +1,7 @@
+"""The one error type of the bulk OTP job: a one-line, secret-free message naming the problem."""
+
+from __future__ import annotations
+
+
+class OtpBatchError(Exception):
+    """A batch spec, batch folder, image or claim was rejected; ``str()`` is safe to print."""
