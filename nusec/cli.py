@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from nusec import __version__
-from nusec.commands import demo, doctor
+from nusec.commands import ceremony, demo, doctor, otp, provision, serve
+from nusec.commands import inspect as inspect_cmd
 
 app = typer.Typer(
     name="nusec",
@@ -40,6 +41,11 @@ def _root(
 
 app.command("doctor")(doctor.command)
 app.command("demo")(demo.command)
+app.command("provision")(provision.command)
+app.command("inspect")(inspect_cmd.command)
+app.command("serve")(serve.command)
+app.add_typer(ceremony.app, name="ceremony")
+app.add_typer(otp.app, name="otp")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,100 @@
+"""``nusec serve``: run the OEM REST service (HTTPS + mutual TLS) in front of the HSM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HELP = """Run the OEM service (HTTPS + mutual TLS): board registration,
+certificates, secure-boot keys, firmware signing, authenticated ECDH.
+API: docs/service-api.md, or GET /openapi.json.
+
+\b
+Needs (checked before anything starts):
+- --hsm-uri: pkcs11: URI of the ICA key; the token also holds the
+  per-board keys. Example:
+  pkcs11:token=nusec-oem;object=ica (module: SoftHSM2 unless
+  module-path= is given)
+- HSM PIN: env NUSEC_HSM_PIN (or NUSEC_HSM_PIN_FILE, or pin-source=
+  in the URI). Never on the command line.
+- --root-cert, --ica-cert: RootCA and ICA certificates (PEM), from
+  `nusec ceremony run`; served at /v1/ca/chain, trusted for clients.
+- --tls-cert, --tls-key: server certificate issued by the ICA (its
+  subjectAltName names the listen address) and its PEM key.
+- --db-url: SQLAlchemy URL (default SQLite file; PostgreSQL works).
+  Alembic migrations run to head at every start.
+
+\b
+Clients: operator certificates issued by the ICA, role 'operator' or
+'admin' in the subject OU (admin also reads the audit log).
+--insecure-dev: plain HTTP, loopback only, every caller admin.
+"""
+
+
+def command(
+    hsm_uri: Annotated[
+        str,
+        typer.Option(
+            "--hsm-uri", envvar="NUSEC_HSM_URI", help="pkcs11: URI of the ICA key (token=...;object=...)."
+        ),
+    ],
+    root_cert: Annotated[
+        Path, typer.Option("--root-cert", envvar="NUSEC_ROOT_CERT", help="RootCA certificate (PEM).")
+    ],
+    ica_cert: Annotated[
+        Path, typer.Option("--ica-cert", envvar="NUSEC_ICA_CERT", help="ICA certificate (PEM).")
+    ],
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert", envvar="NUSEC_TLS_CERT", help="Server certificate issued by the ICA (PEM)."
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", envvar="NUSEC_TLS_KEY", help="Server private key (PEM, mode 0600)."),
+    ] = None,
+    db_url: Annotated[
+        str, typer.Option("--db-url", envvar="NUSEC_SERVICE_DB_URL", help="SQLAlchemy database URL.")
+    ] = "sqlite:///nusec-service.db",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8443,
+    insecure_dev: Annotated[
+        bool,
+        typer.Option("--insecure-dev", help="Plain HTTP on loopback, every caller admin. Development only."),
+    ] = False,
+    max_firmware_bytes: Annotated[
+        int, typer.Option("--max-firmware-bytes", help="Largest firmware accepted for signing.")
+    ] = 2 * 1024 * 1024,
+    organization: Annotated[
+        str | None, typer.Option("--organization", help="O= in issued board certificates.")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    from pki.errors import PkiError
+    from pki.service.config import ConfigError, ServiceConfig
+    from pki.service.server import serve
+
+    config = ServiceConfig(
+        hsm_uri=hsm_uri,
+        root_cert=root_cert,
+        ica_cert=ica_cert,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        db_url=db_url,
+        host=host,
+        port=port,
+        insecure_dev=insecure_dev,
+        max_firmware_bytes=max_firmware_bytes,
+        organization=organization,
+    )
+    try:
+        serve(config, log_level=log_level)
+    except (ConfigError, PkiError) as exc:
+        typer.echo(f"nusec serve: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+command.__doc__ = HELP

@@ -1,0 +1,179 @@
+"""The main job end to end on embedded defaults, as one straight function of visible stages.
+
+ceremony (rehearsal SoftHSM2 token) -> OEM service on loopback (HTTPS, mutual TLS, SQLite) ->
+provision simulated boards through pyocd -> inspect them -> bulk OTP batch. Every artifact lands
+in one work folder and is named in the summary, so it can be checked with OpenSSL and imgtool.
+
+The demo is a rehearsal: its token, PINs and keys are throwaway, and the ICA key the service
+uses sits on the same token the ceremony made (a real OEM moves it to the online HSM).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+MARKER = ".nusec-demo"
+DEFAULT_BOARDS = ("demo-b1", "demo-b2")
+FIRMWARE = Path(__file__).resolve().parent / "board" / "bin" / "firmware.bin"
+
+
+class DemoError(Exception):
+    """A demo stage failed; the message names the stage and the reason."""
+
+
+@dataclass
+class DemoSummary:
+    workdir: Path
+    root_cert: Path | None = None
+    ica_cert: Path | None = None
+    transcript: Path | None = None
+    boards: list[dict[str, Any]] = field(default_factory=list)
+    batch: Path | None = None
+    batch_images: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        def s(p: Path | None) -> str | None:
+            return None if p is None else str(p)
+
+        return {
+            "workdir": str(self.workdir),
+            "root_cert": s(self.root_cert),
+            "ica_cert": s(self.ica_cert),
+            "transcript": s(self.transcript),
+            "boards": self.boards,
+            "batch": s(self.batch),
+        }
+
+
+def prepare_workdir(workdir: Path) -> Path:
+    """Start from an empty folder; only a previous demo's folder (it carries a marker) is reused."""
+    workdir = workdir.resolve()
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).is_file():
+            raise DemoError(
+                f"{workdir} is not empty and is not a previous demo folder: choose another --workdir"
+            )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("created by `nusec demo`; safe to delete\n")
+    return workdir
+
+
+def run_demo(
+    workdir: Path,
+    *,
+    boards: tuple[str, ...] = DEFAULT_BOARDS,
+    batch_count: int = 1000,
+    say: Callable[[str], None] = lambda _m: None,
+) -> DemoSummary:
+    from ceremony.config import default_rehearsal_config
+    from ceremony.run import run_ceremony
+    from nusec.otp_batch import build_batch
+    from nusec.otp_batch.hsmkeys import ensure_batch_keys
+    from nusec.otp_batch.spec import spec_from_dict
+    from nusec.provision.client import TlsConfig
+    from nusec.provision.flow import RunOptions, inspect_board, provision_boards
+    from pki.ca import Issuer
+    from pki.service.config import ServiceConfig
+    from pki.service.credentials import issue_service_credentials
+    from pki.service.server import run_in_background
+
+    workdir = prepare_workdir(workdir)
+    summary = DemoSummary(workdir)
+
+    say("1/5 key ceremony (rehearsal token, SoftHSM2)")
+    cer = run_ceremony(default_rehearsal_config(workdir), rehearsal=True, rehearsal_dir=workdir)
+    token = cer.rehearsal_token
+    if token is None:  # pragma: no cover - rehearsal always makes one
+        raise DemoError("ceremony: the rehearsal token is missing")
+    summary.root_cert, summary.ica_cert, summary.transcript = cer.root_cert, cer.ica_cert, cer.transcript
+    env = token.environ()
+    os.environ.update(env)  # the PKCS#11 library in this process reads SOFTHSM2_CONF from here
+
+    say("2/5 OEM service on 127.0.0.1 (HTTPS, mutual TLS, SQLite)")
+    ica_cert = x509.load_pem_x509_certificate(cer.ica_cert.read_bytes())
+    root_cert = x509.load_pem_x509_certificate(cer.root_cert.read_bytes())
+    from pki.hsm import Pkcs11Backend
+
+    backend = Pkcs11Backend.from_uri(token.uri(cer.ica_key_label))
+    try:
+        creds = issue_service_credentials(
+            Issuer(backend, cer.ica_key_label, ica_cert), root_cert, workdir / "tls"
+        )
+        config = ServiceConfig(
+            hsm_uri=token.uri(cer.ica_key_label),
+            root_cert=cer.root_cert,
+            ica_cert=cer.ica_cert,
+            tls_cert=creds.server_cert,
+            tls_key=creds.server_key,
+            db_url=f"sqlite:///{workdir / 'service.db'}",
+            port=0,
+        )
+    finally:
+        backend.close()
+    service = run_in_background(config, env=env)
+    try:
+        say(f"    service at {service.url}")
+        say(f"3/5 provision {len(boards)} simulated boards through pyocd: {', '.join(boards)}")
+        sim_dir = workdir / "sim"
+        sim_dir.mkdir()
+        os.environ["NUSEC_SIM_DIR"] = str(sim_dir)
+        tls = TlsConfig(client_cert=creds.operator.cert, client_key=creds.operator.key, ca=cer.root_cert)
+        opts = RunOptions(
+            server_url=service.url, firmware_path=FIRMWARE, tls=tls, journal_dir=workdir / "journal"
+        )
+        probes = [f"sim:{b}" for b in boards]
+        results = provision_boards(probes, opts)
+        failed = [r for r in results if not r.ok]
+        if failed:
+            raise DemoError("; ".join(f"provision {r.probe}: {r.error}" for r in failed))
+
+        say("4/5 inspect the provisioned boards")
+        for r in results:
+            report = inspect_board(r.probe, ca=cer.root_cert)
+            summary.boards.append(
+                {
+                    "uid": r.uid,
+                    "probe": r.probe,
+                    "board_cert": str(r.board_cert),
+                    "otp_dump": str(r.otp_dump),
+                    "firmware_signed": str(r.firmware_signed),
+                    "secure_boot_pub": str(r.secure_boot_pub),
+                    "locked": r.locked,
+                    "key_confirmed": r.key_confirmed,
+                    "inspect_ok": report.ok,
+                }
+            )
+    finally:
+        service.stop()
+
+    say(f"5/5 bulk OTP batch of {batch_count} images (native core, HSM-wrapped keys, sealed)")
+    backend = Pkcs11Backend.from_uri(token.uri(cer.ica_key_label))
+    try:
+        ensure_batch_keys(backend, "nusec-batch-kek", "nusec-batch-seal")
+        spec = spec_from_dict(
+            {
+                "count": batch_count,
+                "root_cert": str(cer.root_cert),
+                "ica_cert": str(cer.ica_cert),
+                "hsm": {
+                    "uri": token.uri(),
+                    "kek_label": "nusec-batch-kek",
+                    "signer_label": "nusec-batch-seal",
+                },
+            },
+            workdir,
+        )
+        result = build_batch(spec, workdir / "batch", backend)
+    finally:
+        backend.close()
+    summary.batch = workdir / "batch"
+    summary.batch_images = result.count
+    return summary

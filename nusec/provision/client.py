@@ -1,0 +1,219 @@
+"""Typed HTTP client of the OEM service (docs/service-api.md), over HTTPS with mutual TLS.
+
+The desktop tool talks to the service only through this class, never in-process. Every
+state-changing call sends an ``Idempotency-Key`` derived from the board, the call and a hash of
+the body, so a retry after a dropped connection replays the first answer instead of acting twice,
+and a different body can never be mistaken for a retry. Errors arrive as RFC 9457 problems and
+leave as ``ServiceError`` with the problem's one-line detail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from nusec.provision.ecdh import BoardHalf, ServerHalf
+from nusec.provision.errors import ServiceError, UsageError, VerificationError
+
+API = "/v1"
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Client certificate + key (operator, issued by the ICA) and the CA bundle that authenticates
+    the service (the RootCA: also the trust anchor for every certificate check)."""
+
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self.ca is None:
+            raise UsageError(
+                "--ca is required for HTTPS (the RootCA certificate that issued the service's chain)"
+            )
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ca))
+            if self.client_cert is not None:
+                ctx.load_cert_chain(str(self.client_cert), str(self.client_key) if self.client_key else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load TLS files: {exc}") from None
+        return ctx
+
+
+@dataclass(frozen=True)
+class ChainAnswer:
+    root_pem: str
+    ica_pem: str
+
+
+@dataclass(frozen=True)
+class CertAnswer:
+    certificate_pem: str
+    serial: str
+
+
+@dataclass(frozen=True)
+class SecureBootAnswer:
+    public_xy: bytes
+    public_key_pem: str
+    created: bool
+
+
+def _problem(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        if isinstance(body, dict):
+            return str(body.get("detail") or body.get("title") or resp.reason_phrase)
+    except ValueError:
+        pass
+    return resp.reason_phrase
+
+
+class ServiceClient:
+    """One HTTPS connection pool to the service, per board run (thread-confined)."""
+
+    def __init__(self, base_url: str, tls: TlsConfig, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if base_url.startswith("https://"):
+            verify: ssl.SSLContext | bool = tls.ssl_context()
+        elif base_url.startswith("http://"):
+            verify = False  # only a service started with --insecure-dev on loopback answers plain HTTP
+        else:
+            raise UsageError(f"--server must be an http(s) URL, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, verify=verify, timeout=timeout)
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport ---------------------------------------------------------------------------
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200, 201),
+    ) -> httpx.Response:
+        try:
+            resp = self._http.request(
+                method, API + path, json=json_body, content=content, headers=headers, params=params
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"service at {self.base_url} unreachable: {type(exc).__name__}: {exc}"
+            ) from None
+        self.bytes_sent += len(resp.request.content or b"")
+        self.bytes_received += len(resp.content)
+        if resp.status_code not in ok:
+            raise ServiceError(f"service refused {method} {path}: HTTP {resp.status_code}: {_problem(resp)}")
+        return resp
+
+    @staticmethod
+    def idempotency_key(uid: bytes, call: str, body: bytes) -> str:
+        return f"nusec-{uid.hex().upper()}-{call}-{hashlib.sha256(body).hexdigest()[:24]}"
+
+    def _post_json(
+        self, uid: bytes, call: str, path: str, body: dict[str, Any], key: str | None = None
+    ) -> Any:
+        raw = repr(sorted(body.items())).encode()
+        headers = {"Idempotency-Key": key or self.idempotency_key(uid, call, raw)}
+        return self._request("POST", path, json_body=body, headers=headers).json()
+
+    @staticmethod
+    def _obj(data: Any, *fields: str) -> dict[str, Any]:
+        if not isinstance(data, dict) or any(f not in data for f in fields):
+            raise VerificationError(f"service answer lacks {', '.join(fields)}")
+        return data
+
+    # -- endpoints ---------------------------------------------------------------------------
+    def ca_chain(self) -> ChainAnswer:
+        d = self._obj(self._request("GET", "/ca/chain").json(), "root_pem", "ica_pem")
+        return ChainAnswer(str(d["root_pem"]), str(d["ica_pem"]))
+
+    def register(self, uid: bytes) -> dict[str, Any]:
+        return self._obj(
+            self._post_json(uid, "register", "/boards", {"uid": uid.hex().upper()}), "uid", "state"
+        )
+
+    def status(self, uid: bytes) -> dict[str, Any]:
+        return self._obj(self._request("GET", f"/boards/{uid.hex().upper()}").json(), "uid", "state")
+
+    def report_step(self, uid: bytes, step: str, detail: str = "") -> None:
+        self._post_json(
+            uid, f"report-{step}", f"/boards/{uid.hex().upper()}/steps", {"step": step, "detail": detail}
+        )
+
+    def certify(self, uid: bytes, csr_pem: str) -> CertAnswer:
+        d = self._obj(
+            self._post_json(uid, "certify", f"/boards/{uid.hex().upper()}/certificate", {"csr_pem": csr_pem}),
+            "certificate_pem",
+        )
+        return CertAnswer(str(d["certificate_pem"]), str(d.get("serial", "")))
+
+    def secure_boot_key(self, uid: bytes) -> SecureBootAnswer:
+        d = self._obj(
+            self._post_json(uid, "secure-boot-key", f"/boards/{uid.hex().upper()}/secure-boot-key", {}),
+            "public_xy_hex",
+        )
+        try:
+            xy = bytes.fromhex(str(d["public_xy_hex"]))
+        except ValueError:
+            raise VerificationError("secure-boot key answer is not hex") from None
+        if len(xy) != 64:
+            raise VerificationError("secure-boot key answer is not a 64-byte X||Y")
+        return SecureBootAnswer(xy, str(d.get("public_key_pem", "")), bool(d.get("created", False)))
+
+    def sign_firmware(self, uid: bytes, firmware: bytes, *, header_size: int = 0x20) -> bytes:
+        """Signed MCUboot image. ``header_size`` applies to a raw binary (the NuSec reference
+        firmware links its vector table at slot + 0x20); an unsigned MCUboot input keeps its own."""
+        headers = {
+            "Idempotency-Key": self.idempotency_key(uid, f"firmware-h{header_size}", firmware),
+            "Content-Type": "application/octet-stream",
+        }
+        path = f"/boards/{uid.hex().upper()}/firmware"
+        params = {"header_size": str(header_size)}
+        return self._request("POST", path, content=firmware, headers=headers, params=params).content
+
+    def ecdh_begin(self, uid: bytes, half: BoardHalf, *, idempotency_key: str) -> ServerHalf:
+        body = {"board_eph": half.board_eph.hex(), "board_sig": half.board_sig.hex()}
+        d = self._obj(
+            self._post_json(uid, "ecdh", f"/boards/{uid.hex().upper()}/key-agreement", body, idempotency_key),
+            "session_id",
+            "srv_eph",
+            "srv_sig",
+            "kc_server",
+        )
+        try:
+            return ServerHalf(
+                str(d["session_id"]),
+                bytes.fromhex(str(d["srv_eph"])),
+                bytes.fromhex(str(d["srv_sig"])),
+                bytes.fromhex(str(d["kc_server"])),
+            )
+        except ValueError:
+            raise VerificationError("key-agreement answer is not hex") from None
+
+    def ecdh_confirm(self, uid: bytes, session_id: str, kc_board: bytes, *, idempotency_key: str) -> bool:
+        path = f"/boards/{uid.hex().upper()}/key-agreement/{session_id}/confirm"
+        d = self._obj(
+            self._post_json(uid, "confirm", path, {"kc_board": kc_board.hex()}, idempotency_key), "confirmed"
+        )
+        return bool(d["confirmed"])

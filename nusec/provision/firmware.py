@@ -1,0 +1,170 @@
+"""The signed firmware: check it against the secure-boot key, burn it to flash, verify.
+
+The image is MCUboot's format (docs/firmware-image.md). The desktop checks it itself before
+burning — hash TLV over header and body, KEYHASH of the secure-boot public key, ECDSA-P256
+signature — because a board whose boot ROM refuses its only firmware after the lock is lost.
+
+Flash is programmed through FMC ISP (PAGE_ERASE, then one PROGRAM per non-blank word) over the
+debugger's memory port, then read back over the bus and compared. A page that already holds the
+image's bytes is left alone, so a resumed run never erases finished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from nusec.provision.errors import ProvisionError, VerificationError
+from nusec.provision.otp_writer import BLANK_WORD, ISPCTL_APUEN, FmcIsp
+
+IMAGE_MAGIC = 0x96F3B83D
+HEADER_FMT = "<IIHHIIBBHII"
+HEADER_SIZE = 32
+TLV_INFO_MAGIC = 0x6907
+TLV_PROT_INFO_MAGIC = 0x6908
+TLV_KEYHASH = 0x01
+TLV_SHA256 = 0x10
+TLV_ECDSA_SIG = 0x22
+
+FLASH_BASE = 0x0010_0000
+FLASH_SIZE = 0x0020_0000
+FLASH_PAGE_SIZE = 0x2000
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the check of a signed image found."""
+
+    size: int
+    header_size: int
+    body_size: int
+    version: str
+    sha256: bytes
+
+
+def verify_mcuboot_image(image: bytes, secure_boot_xy: bytes) -> ImageInfo:
+    """Check an MCUboot image against the 64-byte secure-boot public key; ``VerificationError`` if not."""
+    if len(image) < HEADER_SIZE:
+        raise VerificationError("signed firmware is shorter than an MCUboot header")
+    magic, _load, hdr_size, ptlv, img_size, _flags, vmaj, vmin, vrev, vbuild, _ = struct.unpack_from(
+        HEADER_FMT, image, 0
+    )
+    if magic != IMAGE_MAGIC:
+        raise VerificationError("signed firmware is not an MCUboot image (bad magic)")
+    end = hdr_size + img_size
+    if hdr_size < HEADER_SIZE or end > len(image):
+        raise VerificationError("MCUboot header sizes run past the image")
+    pos = end
+    if ptlv:
+        if struct.unpack_from("<HH", image, pos) != (TLV_PROT_INFO_MAGIC, ptlv):
+            raise VerificationError("MCUboot protected TLV area is malformed")
+        pos += ptlv
+    signed_end = pos
+    if pos + 4 > len(image):
+        raise VerificationError("MCUboot TLV area is missing")
+    tmagic, tlen = struct.unpack_from("<HH", image, pos)
+    if tmagic != TLV_INFO_MAGIC or pos + tlen > len(image) or tlen < 4:
+        raise VerificationError("MCUboot TLV area is malformed")
+    tlvs: dict[int, bytes] = {}
+    p = pos + 4
+    while p < pos + tlen:
+        if p + 4 > pos + tlen:
+            raise VerificationError("MCUboot TLV runs past its area")
+        kind, _pad, length = struct.unpack_from("<BBH", image, p)
+        if p + 4 + length > pos + tlen:
+            raise VerificationError("MCUboot TLV runs past its area")
+        tlvs.setdefault(kind, image[p + 4 : p + 4 + length])
+        p += 4 + length
+    digest = hashlib.sha256(image[:signed_end]).digest()
+    if tlvs.get(TLV_SHA256) != digest:
+        raise VerificationError("firmware SHA-256 TLV does not match the image")
+    key = _p256(secure_boot_xy)
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if TLV_KEYHASH in tlvs and tlvs[TLV_KEYHASH] != hashlib.sha256(spki).digest():
+        raise VerificationError("firmware was signed for another secure-boot key (KEYHASH mismatch)")
+    sig = tlvs.get(TLV_ECDSA_SIG)
+    if sig is None:
+        raise VerificationError("firmware carries no ECDSA-P256 signature TLV")
+    try:
+        key.verify(sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    except (InvalidSignature, ValueError):
+        raise VerificationError(
+            "firmware signature does not verify with the secure-boot public key"
+        ) from None
+    return ImageInfo(len(image), hdr_size, img_size, f"{vmaj}.{vmin}.{vrev}+{vbuild}", digest)
+
+
+def _p256(xy: bytes) -> ec.EllipticCurvePublicKey:
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + xy[-64:])
+    except ValueError:
+        raise VerificationError("secure-boot public key is not a valid P-256 point") from None
+
+
+class FlashPort(Protocol):
+    """Bus reads of flash plus 32-bit register access (a pyocd ``Target``)."""
+
+    def read32(self, addr: int) -> int: ...
+
+    def write32(self, addr: int, value: int) -> None: ...
+
+    def read_memory_block8(self, addr: int, size: int) -> list[int]: ...
+
+
+@dataclass
+class FlashResult:
+    bytes_programmed: int
+    pages_erased: int
+    pages_skipped: int
+    seconds: float
+
+
+def read_flash(mem: FlashPort, addr: int, size: int) -> bytes:
+    return bytes(mem.read_memory_block8(addr, size))
+
+
+def burn(
+    mem: FlashPort,
+    isp: FmcIsp,
+    image: bytes,
+    *,
+    base: int = FLASH_BASE,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FlashResult:
+    """Program ``image`` at ``base`` page by page (skip pages already equal), then verify all."""
+    if len(image) > FLASH_SIZE:
+        raise ProvisionError(f"firmware of {len(image)} bytes does not fit the {FLASH_SIZE}-byte flash")
+    padded = image + b"\xff" * (-len(image) % 4)
+    t0 = time.monotonic()
+    erased = skipped = programmed = 0
+    for off in range(0, len(padded), FLASH_PAGE_SIZE):
+        chunk = padded[off : off + FLASH_PAGE_SIZE]
+        page_addr = base + off
+        current = read_flash(mem, page_addr, len(chunk))
+        if current == chunk:
+            skipped += 1
+            programmed += len(chunk)
+            if on_progress:
+                on_progress(programmed, len(padded))
+            continue
+        if current != b"\xff" * len(chunk):
+            isp.page_erase(page_addr)
+            erased += 1
+        words = [(page_addr + i, int.from_bytes(chunk[i : i + 4], "little")) for i in range(0, len(chunk), 4)]
+        isp.program_many([(a, w) for a, w in words if w != BLANK_WORD], enable=ISPCTL_APUEN)
+        programmed += len(chunk)
+        if on_progress:
+            on_progress(programmed, len(padded))
+    back = read_flash(mem, base, len(padded))
+    if back != padded:
+        first = next(i for i in range(len(padded)) if back[i] != padded[i])
+        raise ProvisionError(f"flash verify failed at 0x{base + first:08X} after programming the firmware")
+    return FlashResult(len(padded), erased, skipped, time.monotonic() - t0)

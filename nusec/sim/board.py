@@ -1,0 +1,447 @@
+"""The simulated board: memories, peripherals, the core and its debug state, wired together.
+
+This is the API the probe plugin, the boot ROM model (``nusec.sim.bootrom``) and the UART model
+(``nusec.sim.uart``) build on. Life cycle, as a board on the bench::
+
+    board = Board.open("b1")          # power on: NV state loaded, reset, boot (boot ROM hook)
+    board.run(100_000)                # let the core execute (nothing runs behind your back)
+    board.read_memory(addr, n)        # bus access as the debugger (Master.DEBUGGER) or CPU
+    board.close()                     # power off: NV state saved, file lock released
+
+Extension modules: at power-on, ``Board.open`` imports each module in ``EXTENSIONS`` that
+exists and calls its ``install(board: Board) -> None``; that is where the UART device gets
+registered with ``add_device`` and the boot ROM with ``board.boot_rom = fn``.
+
+Execution model: the core only advances inside ``run``. The debugger path (``probe_plugin``)
+runs the core when the host resumes it and each time it polls DHCSR; a UART server calls
+``run`` in slices while it pumps bytes. Peripherals may call ``board.cpu.stop(StopReason.YIELD)``
+to give the host a turn (e.g. a read of an empty UART receive register).
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import hashlib
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from nusec.sim import memmap
+from nusec.sim.cpu import Cpu, RunResult, StopReason
+from nusec.sim.faults import FaultPlan
+from nusec.sim.nvstate import NvState, NvStore, default_sim_dir
+
+EXTENSIONS = ("nusec.sim.uart", "nusec.sim.bootrom")
+DEFAULT_INSTRUCTION_BUDGET = 50_000_000  # per debugger resume; stops runaway snippets
+
+
+class Master(enum.Enum):
+    """Who is on the bus: the core, or the debugger through the AHB-AP."""
+
+    CPU = "cpu"
+    DEBUGGER = "debugger"
+
+
+class BusFault(Exception):
+    """A bus access that the part would answer with an error (unmapped, protected, locked)."""
+
+    def __init__(self, addr: int, why: str) -> None:
+        super().__init__(f"bus fault at 0x{addr:08x}: {why}")
+        self.addr = addr
+
+
+class LinkDown(Exception):
+    """The probe link is gone (fault injection or power loss); re-open the board."""
+
+
+class CoreState(enum.Enum):
+    HALTED = "halted"
+    RUNNING = "running"
+    LOCKUP = "lockup"  # a fault with no handler, or a boot failure: only a reset gets out
+
+
+class MmioDevice(Protocol):
+    """A peripheral block. Offsets are from the block base; ``size`` is 1, 2 or 4 bytes.
+
+    Raise ``BusFault`` to refuse an access. ``master`` lets a device treat the debugger
+    differently (e.g. the KeyStore never returns non-readable keys to anyone).
+    """
+
+    def read(self, offset: int, size: int, master: Master) -> int: ...
+
+    def write(self, offset: int, size: int, value: int, master: Master) -> None: ...
+
+
+class WordDevice:
+    """Base for peripherals with 32-bit registers: sub-word accesses act on the containing word."""
+
+    def read32(self, offset: int, master: Master) -> int:
+        return 0
+
+    def write32(self, offset: int, value: int, master: Master) -> None:
+        return None
+
+    def read(self, offset: int, size: int, master: Master) -> int:
+        word = self.read32(offset & ~3, master)
+        shift = (offset & 3) * 8
+        return (word >> shift) & ((1 << (size * 8)) - 1)
+
+    def write(self, offset: int, size: int, value: int, master: Master) -> None:
+        if size == 4:
+            self.write32(offset & ~3, value & 0xFFFF_FFFF, master)
+            return
+        shift = (offset & 3) * 8
+        mask = ((1 << (size * 8)) - 1) << shift
+        old = self.read32(offset & ~3, master)
+        self.write32(offset & ~3, (old & ~mask) | ((value << shift) & mask), master)
+
+
+@dataclass
+class _Mapping:
+    base: int
+    size: int
+    device: MmioDevice
+    name: str
+
+
+def board_uid(name: str) -> bytes:
+    """The 12-byte UID that FMC READ_UID returns: derived from the board name, stable across runs."""
+    return hashlib.sha256(b"nusec-sim-uid:" + name.encode()).digest()[:12]
+
+
+class Board:
+    """One simulated Nu-Link3 (M55S1-like MCU). Not thread-safe: one owner at a time."""
+
+    def __init__(self, name: str, directory: Path | None = None) -> None:
+        """Prefer ``Board.open``. Builds the part without powering it on."""
+        from nusec.sim.crypto import CryptoEngine
+        from nusec.sim.debug import CoreDebug
+        from nusec.sim.fmc import Fmc
+        from nusec.sim.keystore import KeyStore
+        from nusec.sim.trng import Trng
+
+        self.name = name
+        self.directory = directory or default_sim_dir()
+        self.store = NvStore(self.directory, name)
+        self.uid = board_uid(name)
+        self.nv: NvState = NvState()
+        self.faults = FaultPlan()
+        self.instruction_budget = DEFAULT_INSTRUCTION_BUDGET
+        self.link_down = False
+        self.power_lost = False
+        self.state = CoreState.HALTED
+        self.last_stop: RunResult | None = None
+        self.boot_rom: Callable[[Board], None] | None = None
+        self.reset_hooks: list[Callable[[Board], None]] = []
+        self._mappings: list[_Mapping] = []
+        self._lock_fh: IO[str] | None = None
+        self._flash_dirty = 0
+        self._locked_at_reset = False
+
+        self.cpu = Cpu()
+        self.cpu.map_rom(memmap.FLASH_BASE, memmap.FLASH_SIZE)
+        self.cpu.map_ram(memmap.SRAM_BASE, memmap.SRAM_SIZE)
+        self.fmc = Fmc(self)
+        self.keystore = KeyStore(self)
+        self.crypto = CryptoEngine(self)
+        self.trng = Trng()
+        self.debug = CoreDebug(self)
+        self.add_device(memmap.FMC_BASE, memmap.PERIPH_BLOCK, self.fmc, "FMC")
+        self.add_device(memmap.CRYPTO_BASE, memmap.PERIPH_BLOCK, self.crypto, "CRYPTO")
+        self.add_device(memmap.KS_BASE, memmap.PERIPH_BLOCK, self.keystore, "KS")
+        self.add_device(memmap.TRNG_BASE, memmap.PERIPH_BLOCK, self.trng, "TRNG")
+        # The core sees its own SCS (VTOR, AIRCR, CPUID...); no NS alias on the PPB.
+        self.cpu.map_mmio(memmap.PPB_BASE, memmap.PPB_SIZE, self._cpu_ppb_read, self._cpu_ppb_write)
+
+    # -- life cycle ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, name: str, directory: Path | None = None, *, power_on: bool = True) -> Board:
+        """Take the board (exclusive, like a USB probe), load its NV state, power it on."""
+        board = cls(name, directory)
+        board._acquire()
+        try:
+            board.nv = board.store.load()
+            board.faults = FaultPlan.load(board.directory, name)
+            budget = os.environ.get("NUSEC_SIM_INSTRUCTION_BUDGET")
+            if budget is not None:
+                if not budget.isdigit():
+                    raise ValueError(f"NUSEC_SIM_INSTRUCTION_BUDGET must be a count, got {budget!r}")
+                board.instruction_budget = int(budget)
+            if not board.store.exists():
+                board.store.save(board.nv)  # a fresh part exists from its first power-on
+            board.cpu.write_mem(memmap.FLASH_BASE, bytes(board.nv.flash))
+            for modname in EXTENSIONS:
+                try:
+                    mod = importlib.import_module(modname)
+                except ModuleNotFoundError as exc:
+                    if exc.name != modname:
+                        raise
+                    continue
+                install = getattr(mod, "install", None)
+                if install is not None:
+                    install(board)
+            if power_on:
+                board.reset()
+        except BaseException:
+            board._release()
+            raise
+        return board
+
+    def close(self) -> None:
+        """Power off: flush NV state and release the board."""
+        if self._lock_fh is None:
+            return
+        try:
+            if not self.power_lost:
+                self.commit_nv()  # a dropped link is not a power cut: the cells keep what was written
+        finally:
+            self._release()
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _acquire(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fh = (self.directory / f"{self.name}.lock").open("w", encoding="ascii")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise RuntimeError(f"simulated board {self.name!r} is in use by another process") from None
+        self._lock_fh = fh
+
+    def _release(self) -> None:
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    # -- persistence --------------------------------------------------------------------------
+    def commit_nv(self) -> None:
+        """Write the NV state to its file now (atomic). OTP/config/KS writes call this at once."""
+        self.store.save(self.nv)
+        self._flash_dirty = 0
+
+    def flash_written(self) -> None:
+        """Flash programs are batched: saved every 256 programs and at ``commit_nv``/``close``."""
+        self._flash_dirty += 1
+        if self._flash_dirty >= 256:
+            self.commit_nv()
+
+    def power_loss(self) -> None:
+        """Cut the power now: save what the NV cells hold, drop the link, stop the core."""
+        self.commit_nv()
+        self.power_lost = True
+        self.link_down = True
+        self.state = CoreState.LOCKUP
+
+    # -- devices ------------------------------------------------------------------------------
+    def add_device(
+        self, base: int, size: int, device: MmioDevice, name: str, *, ns_alias: bool = True
+    ) -> None:
+        """Put a peripheral on the bus at ``base`` (and ``base + NS_ALIAS``), for CPU and debugger."""
+        bases = [base, base + memmap.NS_ALIAS] if ns_alias else [base]
+        for b in bases:
+            mapping = _Mapping(b, size, device, name)
+            self._mappings.append(mapping)
+
+            def rd(addr: int, sz: int, m: _Mapping = mapping) -> int:
+                return self._cpu_device_read(m, addr, sz)
+
+            def wr(addr: int, sz: int, value: int, m: _Mapping = mapping) -> None:
+                self._cpu_device_write(m, addr, sz, value)
+
+            self.cpu.map_mmio(b, size, rd, wr)
+
+    def _find(self, addr: int) -> _Mapping | None:
+        for m in self._mappings:
+            if m.base <= addr < m.base + m.size:
+                return m
+        return None
+
+    def _cpu_device_read(self, m: _Mapping, addr: int, size: int) -> int:
+        try:
+            return m.device.read(addr - m.base, size, Master.CPU)
+        except BusFault as exc:
+            self.cpu.stop(StopReason.FAULT, str(exc))
+            return 0
+
+    def _cpu_device_write(self, m: _Mapping, addr: int, size: int, value: int) -> None:
+        try:
+            m.device.write(addr - m.base, size, value, Master.CPU)
+        except BusFault as exc:
+            self.cpu.stop(StopReason.FAULT, str(exc))
+
+    def _cpu_ppb_read(self, addr: int, size: int) -> int:
+        try:
+            return self.debug.read(addr - memmap.PPB_BASE, size, Master.CPU)
+        except BusFault as exc:
+            self.cpu.stop(StopReason.FAULT, str(exc))
+            return 0
+
+    def _cpu_ppb_write(self, addr: int, size: int, value: int) -> None:
+        try:
+            self.debug.write(addr - memmap.PPB_BASE, size, value, Master.CPU)
+        except BusFault as exc:
+            self.cpu.stop(StopReason.FAULT, str(exc))
+
+    # -- lock state ---------------------------------------------------------------------------
+    def config_word(self, addr: int) -> int:
+        off = addr - memmap.CONFIG_BASE
+        return int.from_bytes(self.nv.config[off : off + 4], "little")
+
+    @property
+    def secure_locked(self) -> bool:
+        """Secure-region lock word's low byte is not 0x5A."""
+        return (self.config_word(memmap.SCRLOCK_ADDR) & 0xFF) != memmap.UNLOCKED_LOW_BYTE
+
+    @property
+    def all_locked(self) -> bool:
+        """All-region lock word's low byte is not 0x5A."""
+        return (self.config_word(memmap.ARLOCK_ADDR) & 0xFF) != memmap.UNLOCKED_LOW_BYTE
+
+    @property
+    def debug_locked(self) -> bool:
+        """The debugger has lost access to memory: either lock word was programmed before the last
+        reset. As on the part, the config words are latched at reset, so after programming a lock
+        the tool can still read ISPFF and verify the word, then resets to apply it."""
+        return self._locked_at_reset
+
+    # -- bus access ---------------------------------------------------------------------------
+    def _check_debugger(self, addr: int) -> None:
+        if self.link_down:
+            raise LinkDown(f"simulated board {self.name!r}: probe link is down")
+        if self.debug_locked and not (memmap.PPB_BASE <= addr < memmap.PPB_BASE + memmap.PPB_SIZE):
+            raise BusFault(addr, "debug access blocked by the secure lock")
+
+    def read_memory(self, addr: int, length: int, master: Master = Master.DEBUGGER) -> bytes:
+        """Read ``length`` bytes as ``master``; MMIO is accessed in naturally aligned words."""
+        if master is Master.DEBUGGER:
+            self._check_debugger(addr)
+        if _inside(addr, length, memmap.SRAM_BASE, memmap.SRAM_SIZE):
+            return self.cpu.read_mem(addr, length)
+        if _inside(addr, length, memmap.FLASH_BASE, memmap.FLASH_SIZE):
+            off = addr - memmap.FLASH_BASE
+            return bytes(self.nv.flash[off : off + length])
+        out = bytearray()
+        a = addr
+        while a < addr + length:
+            size = 4 if (a % 4 == 0 and addr + length - a >= 4) else 1
+            out += self.read_mmio(a, size, master).to_bytes(size, "little")
+            a += size
+        return bytes(out)
+
+    def write_memory(self, addr: int, data: bytes, master: Master = Master.DEBUGGER) -> None:
+        """Write bytes as ``master``. Flash is not writable on the bus: use the FMC."""
+        if master is Master.DEBUGGER:
+            self._check_debugger(addr)
+        if _inside(addr, len(data), memmap.SRAM_BASE, memmap.SRAM_SIZE):
+            self.cpu.write_mem(addr, data)
+            return
+        if _inside(addr, len(data), memmap.FLASH_BASE, memmap.FLASH_SIZE):
+            raise BusFault(addr, "flash is programmed through the FMC ISP, not by bus writes")
+        a = addr
+        i = 0
+        while i < len(data):
+            size = 4 if (a % 4 == 0 and len(data) - i >= 4) else 1
+            self.write_mmio(a, size, int.from_bytes(data[i : i + size], "little"), master)
+            a += size
+            i += size
+
+    def read_mmio(self, addr: int, size: int, master: Master) -> int:
+        if memmap.PPB_BASE <= addr < memmap.PPB_BASE + memmap.PPB_SIZE:
+            return self.debug.read(addr - memmap.PPB_BASE, size, master)
+        m = self._find(addr)
+        if m is None:
+            raise BusFault(addr, "nothing mapped")
+        return m.device.read(addr - m.base, size, master)
+
+    def write_mmio(self, addr: int, size: int, value: int, master: Master) -> None:
+        if memmap.PPB_BASE <= addr < memmap.PPB_BASE + memmap.PPB_SIZE:
+            self.debug.write(addr - memmap.PPB_BASE, size, value, master)
+            return
+        m = self._find(addr)
+        if m is None:
+            raise BusFault(addr, "nothing mapped")
+        m.device.write(addr - m.base, size, value, master)
+
+    def read32(self, addr: int, master: Master = Master.DEBUGGER) -> int:
+        return int.from_bytes(self.read_memory(addr, 4, master), "little")
+
+    def write32(self, addr: int, value: int, master: Master = Master.DEBUGGER) -> None:
+        self.write_memory(addr, (value & 0xFFFF_FFFF).to_bytes(4, "little"), master)
+
+    # -- reset and execution ------------------------------------------------------------------
+    def reset(self, *, halt: bool = False) -> None:
+        """System reset (power-on, AIRCR.SYSRESETREQ, probe nRESET). SRAM keeps its content,
+        volatile peripheral state is cleared, then the boot ROM runs. ``halt`` (vector catch)
+        leaves the core halted on the first instruction the boot ROM would hand over to."""
+        self._locked_at_reset = self.secure_locked or self.all_locked
+        self.fmc.reset()
+        self.keystore.reset()
+        self.crypto.reset()
+        self.debug.reset()
+        for hook in self.reset_hooks:
+            hook(self)
+        self.state = CoreState.RUNNING
+        self.last_stop = None
+        if self.boot_rom is not None:
+            self.boot_rom(self)
+        else:
+            self.boot_from_flash()
+        if halt:
+            self.state = CoreState.HALTED  # vector catch (or halted in the ROM after a boot refusal)
+
+    def boot_from_flash(self) -> None:
+        """What the part does with no secure boot: MSP and PC from the vector table at the start
+        of APROM (VTOR = FLASH_BASE). A blank or nonsensical table locks the core up."""
+        sp = int.from_bytes(self.nv.flash[0:4], "little")
+        pc = int.from_bytes(self.nv.flash[4:8], "little")
+        self.debug.vtor = memmap.FLASH_BASE
+        if (
+            not (pc & 1)
+            or not _inside(pc & ~1, 2, memmap.FLASH_BASE, memmap.FLASH_SIZE)
+            or not (memmap.SRAM_BASE < sp <= memmap.SRAM_BASE + memmap.SRAM_SIZE)
+        ):
+            self.cpu.reset_registers(0, memmap.FLASH_BASE)
+            self.enter_lockup("no valid vector table in flash")
+            return
+        self.cpu.reset_registers(sp, pc & ~1)
+        self.state = CoreState.RUNNING
+
+    def enter_lockup(self, why: str) -> None:
+        self.state = CoreState.LOCKUP
+        self.last_stop = RunResult(StopReason.FAULT, why)
+
+    def halt(self) -> None:
+        """Debug halt (C_HALT). A locked-up core halts too, as on the part."""
+        self.state = CoreState.HALTED
+
+    def resume(self) -> None:
+        self.state = CoreState.RUNNING
+
+    def run(self, max_instructions: int) -> RunResult | None:
+        """Run the core for up to ``max_instructions`` if it is running; None if it was not.
+
+        BKPT and FPB breakpoints halt the core (debug state); faults lock it up.
+        """
+        if self.state is not CoreState.RUNNING or self.link_down:
+            return None
+        result = self.cpu.run(max_instructions)
+        if result.reason in (StopReason.BKPT, StopReason.BREAKPOINT, StopReason.STEP):
+            self.state = CoreState.HALTED
+        elif result.reason is StopReason.FAULT:
+            self.state = CoreState.LOCKUP
+        self.last_stop = result
+        return result
+
+
+def _inside(addr: int, length: int, base: int, size: int) -> bool:
+    return base <= addr and addr + length <= base + size

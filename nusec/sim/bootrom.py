@@ -1,0 +1,209 @@
+"""The boot ROM model: secure boot of the application slot on every reset.
+
+As the part's secure boot does, the ROM reads the MCUboot image at the start of flash (the
+application slot, ``APP_SLOT_BASE``/``APP_SLOT_SIZE``), hashes header + image + protected TLVs
+with SHA-256, checks the SHA-256 TLV, and verifies the ECDSA-P256 signature TLV against the
+SecureBoot public key (ROTPK) in OTP entries 17-24 (docs/otp-layout.md). Only then does it load
+MSP/PC from the image's vector table (right after the header) and let the core run.
+
+It refuses, and the core stays in lockup until the next reset, when: the ROTPK is blank, the slot
+holds no image, the header or TLV area is malformed, the hash or the signature does not match,
+or the vector table is unusable. It then sends the fixed BOOT_FAIL frame
+(docs/board-protocol.md) on UART0 and answers every later frame with it.
+
+The image format is MCUboot's (docs/firmware-image.md): 32-byte header with magic 0x96f3b83d,
+payload, optional protected TLV area (magic 0x6908), TLV area (magic 0x6907) with SHA256 (0x10)
+and ECDSA_SIG (0x22, DER). ``imgtool sign --header-size 0x20 --pad-header`` makes such images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import weakref
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+from nusec.board.protocol import BootFailReason, boot_fail_frame
+from nusec.sim import memmap
+from nusec.sim.board import Board, CoreState
+
+APP_SLOT_BASE = memmap.FLASH_BASE
+APP_SLOT_SIZE = 0x4_0000  # 256 KiB: imgtool --slot-size 0x40000
+
+IMAGE_MAGIC = 0x96F3_B83D
+IMAGE_HEADER_MIN = 32
+TLV_INFO_MAGIC = 0x6907
+TLV_PROT_INFO_MAGIC = 0x6908
+TLV_SHA256 = 0x10
+TLV_ECDSA_SIG = 0x22
+
+ROTPK_FIRST_ENTRY = 17
+ROTPK_LEN = 64  # P-256 X||Y, entries 17-24
+
+
+class ImageRejected(Exception):
+    """The boot ROM will not run this image."""
+
+    def __init__(self, reason: BootFailReason, detail: str) -> None:
+        super().__init__(f"{reason.name}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VerifiedImage:
+    """What the ROM learned from an image it accepted."""
+
+    header_size: int
+    image_size: int
+    version: tuple[int, int, int, int]  # major, minor, revision, build
+    digest: bytes  # the SHA-256 that the signature covers
+    initial_sp: int
+    reset_vector: int
+
+
+@dataclass(frozen=True)
+class BootReport:
+    """Outcome of the last reset's secure boot (for tests and the simulator's own tools)."""
+
+    booted: bool
+    reason: BootFailReason | None
+    detail: str
+    image: VerifiedImage | None
+
+
+def rotpk_from_otp(otp: bytes | bytearray) -> bytes | None:
+    """The SecureBoot public key X||Y from the OTP image, or None when its entries are blank."""
+    off = ROTPK_FIRST_ENTRY * 8
+    key = bytes(otp[off : off + ROTPK_LEN])
+    return None if key == b"\xff" * ROTPK_LEN else key
+
+
+def _walk_tlvs(slot: bytes, start: int, magic: int, what: str) -> tuple[list[tuple[int, bytes]], int]:
+    """TLV records of the area at ``start`` and the offset just past it."""
+    if start + 4 > len(slot):
+        raise ImageRejected(BootFailReason.BAD_TLV, f"{what} TLV area runs past the slot")
+    info_magic, total = struct.unpack_from("<HH", slot, start)
+    if info_magic != magic:
+        raise ImageRejected(
+            BootFailReason.BAD_TLV, f"{what} TLV area magic 0x{info_magic:04x} != 0x{magic:04x}"
+        )
+    end = start + total
+    if total < 4 or end > len(slot):
+        raise ImageRejected(BootFailReason.BAD_TLV, f"{what} TLV area of {total} bytes does not fit the slot")
+    records: list[tuple[int, bytes]] = []
+    off = start + 4
+    while off < end:
+        if off + 4 > end:
+            raise ImageRejected(BootFailReason.BAD_TLV, f"truncated TLV header at +0x{off:x}")
+        kind, length = struct.unpack_from("<HH", slot, off)
+        if off + 4 + length > end:
+            raise ImageRejected(BootFailReason.BAD_TLV, f"TLV 0x{kind:02x} at +0x{off:x} overruns its area")
+        records.append((kind, bytes(slot[off + 4 : off + 4 + length])))
+        off += 4 + length
+    return records, end
+
+
+def verify_image(slot: bytes, rotpk_xy: bytes | None) -> VerifiedImage:
+    """Check an application slot the way the ROM does; raise ``ImageRejected`` with the reason."""
+    if rotpk_xy is None:
+        raise ImageRejected(BootFailReason.NO_ROTPK, "OTP entries 17-24 (SecureBoot public key) are blank")
+    try:
+        rotpk = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + rotpk_xy)
+    except ValueError:
+        raise ImageRejected(BootFailReason.NO_ROTPK, "OTP SecureBoot key is not a P-256 point") from None
+    if len(slot) < IMAGE_HEADER_MIN or struct.unpack_from("<I", slot, 0)[0] != IMAGE_MAGIC:
+        raise ImageRejected(BootFailReason.NO_IMAGE, "no MCUboot image magic at the start of the slot")
+    _, _, hdr_size, prot_size, img_size, flags, major, minor, rev, build = struct.unpack_from(
+        "<IIHHIIBBHI", slot, 0
+    )
+    if hdr_size < IMAGE_HEADER_MIN or hdr_size % 4 or flags != 0:
+        raise ImageRejected(
+            BootFailReason.BAD_HEADER, f"header size 0x{hdr_size:x} / flags 0x{flags:x} unsupported"
+        )
+    body_end = hdr_size + img_size
+    if img_size < 8 or body_end + prot_size + 4 > len(slot):
+        raise ImageRejected(BootFailReason.BAD_HEADER, f"image of {img_size} bytes does not fit the slot")
+
+    signed_end = body_end
+    if prot_size:
+        _, signed_end = _walk_tlvs(slot, body_end, TLV_PROT_INFO_MAGIC, "protected")
+        if signed_end - body_end != prot_size:
+            raise ImageRejected(BootFailReason.BAD_TLV, "protected TLV size disagrees with the header")
+    digest = hashlib.sha256(slot[:signed_end]).digest()
+    records, _ = _walk_tlvs(slot, signed_end, TLV_INFO_MAGIC, "unprotected")
+
+    hashes_found = [value for kind, value in records if kind == TLV_SHA256]
+    if len(hashes_found) != 1 or hashes_found[0] != digest:
+        raise ImageRejected(BootFailReason.BAD_HASH, "SHA-256 TLV missing or different from the image")
+    sigs = [value for kind, value in records if kind == TLV_ECDSA_SIG]
+    if not sigs:
+        raise ImageRejected(BootFailReason.NO_SIGNATURE, "no ECDSA-P256 signature TLV")
+    if not any(_signature_ok(rotpk, sig, digest) for sig in sigs):
+        raise ImageRejected(
+            BootFailReason.BAD_SIGNATURE, "signature does not verify with the OTP SecureBoot key"
+        )
+
+    sp, pc = struct.unpack_from("<II", slot, hdr_size)
+    code_lo, code_hi = APP_SLOT_BASE + hdr_size, APP_SLOT_BASE + body_end
+    if not (pc & 1) or not (code_lo <= (pc & ~1) < code_hi):
+        raise ImageRejected(
+            BootFailReason.BAD_VECTORS, f"reset vector 0x{pc:08x} is not Thumb code in the image"
+        )
+    if not (memmap.SRAM_BASE < sp <= memmap.SRAM_BASE + memmap.SRAM_SIZE):
+        raise ImageRejected(BootFailReason.BAD_VECTORS, f"initial SP 0x{sp:08x} is not in SRAM")
+    return VerifiedImage(hdr_size, img_size, (major, minor, rev, build), digest, sp, pc)
+
+
+def _signature_ok(key: ec.EllipticCurvePublicKey, der_sig: bytes, digest: bytes) -> bool:
+    try:
+        key.verify(der_sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+_REPORTS: weakref.WeakKeyDictionary[Board, BootReport] = weakref.WeakKeyDictionary()
+
+
+def secure_boot(board: Board) -> None:
+    """The ROM's reset path (installed as ``board.boot_rom``)."""
+    slot = bytes(board.nv.flash[APP_SLOT_BASE - memmap.FLASH_BASE :][:APP_SLOT_SIZE])
+    try:
+        image = verify_image(slot, rotpk_from_otp(board.nv.otp))
+    except ImageRejected as exc:
+        _refuse(board, exc)
+        return
+    board.debug.vtor = APP_SLOT_BASE + image.header_size
+    board.cpu.reset_registers(image.initial_sp, image.reset_vector & ~1)
+    board.state = CoreState.RUNNING
+    _REPORTS[board] = BootReport(True, None, "image verified", image)
+
+
+def _refuse(board: Board, exc: ImageRejected) -> None:
+    from nusec.sim.uart import uart_of
+
+    board.cpu.reset_registers(0, APP_SLOT_BASE)
+    board.enter_lockup(f"secure boot refused the image: {exc}")
+    _REPORTS[board] = BootReport(False, exc.reason, str(exc), None)
+    try:
+        uart = uart_of(board)
+    except RuntimeError:
+        return
+    frame = boot_fail_frame(exc.reason)
+    uart.emit(frame)
+    uart.boot_fail_reply = frame
+
+
+def last_boot(board: Board) -> BootReport | None:
+    """What secure boot decided at the board's last reset."""
+    return _REPORTS.get(board)
+
+
+def install(board: Board) -> None:
+    """Board extension hook: this ROM runs at every reset."""
+    board.boot_rom = secure_boot

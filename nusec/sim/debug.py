@@ -1,0 +1,273 @@
+"""The private peripheral bus (0xE0000000-0xE00FFFFF) as the debugger and the core see it: ROM
+table, ITM/DWT/FPB/SCS component ids, the core debug registers (DHCSR, DCRSR/DCRDR, DEMCR, DFSR),
+AIRCR resets, FPB breakpoints, and the ID registers pyocd reads during discovery.
+
+The core is identified as a Cortex-M55 without FPU/MVE and without the security extension (the
+emulated ISA is the M33's). The core advances when the debugger resumes it and while the
+debugger polls DHCSR, within ``board.instruction_budget`` instructions per resume.
+
+After the secure lock, the debugger can still read the ROM table and ids (so pyocd connects and
+can tell), but halting, register access and resets through the debug registers are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nusec.sim import memmap
+from nusec.sim.board import CoreState, Master, WordDevice
+from nusec.sim.cpu import RunResult, StopReason
+
+if TYPE_CHECKING:
+    from nusec.sim.board import Board
+
+ARM_JEP106 = 0x43B
+CPUID = 0x411F_D220  # Cortex-M55 r1p0
+CORE_PART = 0xD22
+ROM_PART = 0x4C9
+POLL_SLICE = 200_000  # instructions run per DHCSR poll while the core runs
+
+# Offsets from the PPB base.
+ITM, DWT, FPB, SCS, ROM = 0x0000, 0x1000, 0x2000, 0xE000, 0xFF000
+DHCSR, DCRSR, DCRDR, DEMCR, DSCSR = SCS + 0xDF0, SCS + 0xDF4, SCS + 0xDF8, SCS + 0xDFC, SCS + 0xE08
+CPUID_R, ICSR, VTOR, AIRCR, CPACR = SCS + 0xD00, SCS + 0xD04, SCS + 0xD08, SCS + 0xD0C, SCS + 0xD88
+DFSR, ID_PFR0, ID_PFR1, ID_DFR0 = SCS + 0xD30, SCS + 0xD40, SCS + 0xD44, SCS + 0xD48
+MVFR0, MVFR1, MVFR2 = SCS + 0xF40, SCS + 0xF44, SCS + 0xF48
+FP_CTRL, FP_REMAP, FP_COMP0 = FPB + 0x000, FPB + 0x004, FPB + 0x008
+DWT_CTRL, DWT_CYCCNT = DWT + 0x000, DWT + 0x004
+NUM_FPB = 8
+
+DBGKEY = 0xA05F << 16
+C_DEBUGEN, C_HALT, C_STEP, C_MASKINTS = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+S_REGRDY, S_HALT, S_SLEEP, S_LOCKUP, S_RETIRE_ST, S_RESET_ST = (
+    1 << 16,
+    1 << 17,
+    1 << 18,
+    1 << 19,
+    1 << 24,
+    1 << 25,
+)
+DFSR_HALTED, DFSR_BKPT, DFSR_VCATCH, DFSR_EXTERNAL = 1 << 0, 1 << 1, 1 << 3, 1 << 4
+DEMCR_VC_CORERESET = 1 << 0
+VECTKEY = 0x05FA << 16
+AIRCR_SYSRESETREQ, AIRCR_VECTRESET = 1 << 2, 1 << 0
+REGWNR = 1 << 16
+
+
+def _component_ids(cls: int, part: int, devtype: int = 0, devarch: int = 0) -> dict[int, int]:
+    """CoreSight id registers (offsets 0xFBC-0xFFC within a 4 KiB component)."""
+    des = ARM_JEP106 & 0x7F
+    return {
+        0xFBC: devarch,
+        0xFCC: devtype,
+        0xFD0: ARM_JEP106 >> 8,  # PIDR4: JEP106 continuation code
+        0xFE0: part & 0xFF,
+        0xFE4: ((part >> 8) & 0xF) | ((des & 0xF) << 4),
+        0xFE8: ((des >> 4) & 0x7) | 0x8,
+        0xFEC: 0,
+        0xFF0: 0x0D,
+        0xFF4: (cls & 0xF) << 4,
+        0xFF8: 0x05,
+        0xFFC: 0xB1,
+    }
+
+
+def _rom_entry(component: int) -> int:
+    return ((component - memmap.ROM_TABLE_BASE) & 0xFFFF_F000) | 0x3
+
+
+COMPONENTS: dict[int, dict[int, int]] = {
+    ITM: _component_ids(0x9, CORE_PART, 0x43, 0x4770_1A01),
+    DWT: _component_ids(0x9, CORE_PART, 0x00, 0x4770_1A02),
+    FPB: _component_ids(0x9, CORE_PART, 0x00, 0x4770_1A03),
+    SCS: _component_ids(0x9, CORE_PART, 0x00, 0x4770_2A04),
+    ROM: {
+        **_component_ids(0x1, ROM_PART, 0x01),
+        0x000: _rom_entry(memmap.SCS_BASE),
+        0x004: _rom_entry(memmap.DWT_BASE),
+        0x008: _rom_entry(memmap.FPB_BASE),
+        0x00C: _rom_entry(memmap.ITM_BASE),
+        0x010: 0,
+    },
+}
+FIXED_SCS = {
+    CPUID_R: CPUID,
+    ID_PFR0: 0x0000_0030,
+    ID_PFR1: 0x0000_0200,  # M-profile programmer's model, no security extension
+    ID_DFR0: 0x0020_0000,
+    MVFR0: 0,
+    MVFR1: 0,
+    MVFR2: 0,
+    CPACR: 0,  # no coprocessors: writes do not stick
+    DSCSR: 0,
+}
+
+
+class CoreDebug(WordDevice):
+    """PPB registers, and the debug-side control of the core."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        self.dhcsr_ctl = 0
+        self.demcr = 0
+        self.dfsr = 0
+        self.dcrdr = 0
+        self.vtor = memmap.FLASH_BASE
+        self.reset_sticky = True
+        self.fp_ctrl = 0
+        self.fp_comp = [0] * NUM_FPB
+        self.budget_left: int | None = None
+        self.pending_reset = False
+
+    def reset(self) -> None:
+        """System reset: debug control (DHCSR, DEMCR, FPB) survives, as it is in the debug domain."""
+        self.reset_sticky = True
+        self.vtor = memmap.FLASH_BASE
+        self.budget_left = None
+        self.pending_reset = False
+
+    def after_reset(self, halted: bool) -> None:
+        if halted:
+            self.dfsr |= DFSR_VCATCH
+
+    # -- access -------------------------------------------------------------------------------
+    def read32(self, offset: int, master: Master) -> int:
+        block = offset & ~0xFFF
+        locked = master is Master.DEBUGGER and self.board.debug_locked
+        if block in COMPONENTS and (offset & 0xFFF) >= 0xFBC:
+            return COMPONENTS[block].get(offset & 0xFFF, 0)
+        if block == ROM:
+            return COMPONENTS[ROM].get(offset & 0xFFF, 0)
+        if offset in FIXED_SCS:
+            return FIXED_SCS[offset]
+        if offset == DHCSR:
+            return self._read_dhcsr(master, locked)
+        if offset == DCRDR:
+            return 0 if locked else self.dcrdr
+        if offset == DEMCR:
+            return self.demcr
+        if offset == DFSR:
+            return self.dfsr
+        if offset == VTOR:
+            return self.vtor
+        if offset == AIRCR:
+            return 0xFA05_0000
+        if offset == FP_CTRL:
+            return self.fp_ctrl | (NUM_FPB << 4) | (1 << 28)
+        if FP_COMP0 <= offset < FP_COMP0 + 4 * NUM_FPB:
+            return self.fp_comp[(offset - FP_COMP0) // 4]
+        if offset == DWT_CTRL:
+            return 0  # NUMCOMP = 0: no watchpoint comparators
+        return 0
+
+    def write32(self, offset: int, value: int, master: Master) -> None:
+        if master is Master.DEBUGGER and self.board.debug_locked:
+            return  # debug control is gone after the lock
+        if offset == DHCSR:
+            if master is Master.DEBUGGER and (value & 0xFFFF_0000) == DBGKEY:
+                self._write_dhcsr(value & 0xF)
+        elif offset == DCRSR:
+            regsel = value & 0x7F
+            if value & REGWNR:
+                self.board.cpu.write_reg(regsel, self.dcrdr)
+            else:
+                self.dcrdr = self.board.cpu.read_reg(regsel)
+        elif offset == DCRDR:
+            self.dcrdr = value
+        elif offset == DEMCR:
+            self.demcr = value
+        elif offset == DFSR:
+            self.dfsr &= ~value  # write 1 to clear
+        elif offset == VTOR:
+            self.vtor = value & ~0x7F
+        elif offset == AIRCR:
+            if (value & 0xFFFF_0000) == VECTKEY and value & (AIRCR_SYSRESETREQ | AIRCR_VECTRESET):
+                if master is Master.CPU:
+                    self.pending_reset = True
+                    self.board.cpu.stop(StopReason.YIELD, "system reset requested")
+                else:
+                    self.system_reset()
+        elif offset == FP_CTRL:
+            if value & 0x2:  # KEY
+                self.fp_ctrl = value & 0x1
+                self._sync_breakpoints()
+        elif FP_COMP0 <= offset < FP_COMP0 + 4 * NUM_FPB:
+            self.fp_comp[(offset - FP_COMP0) // 4] = value
+            self._sync_breakpoints()
+
+    # -- core control -------------------------------------------------------------------------
+    def system_reset(self) -> None:
+        halt = bool(self.demcr & DEMCR_VC_CORERESET) and bool(self.dhcsr_ctl & C_DEBUGEN)
+        self.board.reset(halt=halt)
+        self.after_reset(self.board.state is CoreState.HALTED)
+
+    def _sync_breakpoints(self) -> None:
+        addrs: set[int] = set()
+        if self.fp_ctrl & 1:
+            addrs = {c & 0xFFFF_FFFE for c in self.fp_comp if c & 1}
+        self.board.cpu.set_breakpoints(addrs)
+
+    def _read_dhcsr(self, master: Master, locked: bool) -> int:
+        board = self.board
+        if master is Master.DEBUGGER and not locked and board.state is CoreState.RUNNING:
+            self._run_slice(POLL_SLICE)
+        value = (self.dhcsr_ctl & ~C_HALT if not locked else 0) | S_REGRDY | S_RETIRE_ST
+        if board.state is CoreState.HALTED:
+            value |= S_HALT | (C_HALT if self.dhcsr_ctl & C_DEBUGEN else 0)
+        elif board.state is CoreState.LOCKUP:
+            value |= S_LOCKUP
+        if self.reset_sticky:
+            value |= S_RESET_ST
+            if master is Master.DEBUGGER:
+                self.reset_sticky = False
+        return value
+
+    def _write_dhcsr(self, ctl: int) -> None:
+        board = self.board
+        was_halted = board.state is CoreState.HALTED
+        self.dhcsr_ctl = ctl
+        if not ctl & C_DEBUGEN:
+            if was_halted:
+                self._resume()
+            return
+        if ctl & C_HALT:
+            if board.state is not CoreState.HALTED:
+                board.halt()
+                self.dfsr |= DFSR_HALTED
+            return
+        if was_halted and ctl & C_STEP:
+            board.resume()
+            result = board.run(1)
+            if result is not None and result.reason is StopReason.STEP:
+                self.dfsr |= DFSR_HALTED
+            elif result is not None and result.reason in (StopReason.BKPT, StopReason.BREAKPOINT):
+                self.dfsr |= DFSR_BKPT
+            return
+        if was_halted:
+            self._resume()
+
+    def _resume(self) -> None:
+        self.board.resume()
+        budget = self.board.instruction_budget
+        self.budget_left = budget if budget > 0 else None
+        self._run_slice(POLL_SLICE)
+
+    def _run_slice(self, n: int) -> None:
+        board = self.board
+        if self.budget_left is not None:
+            n = min(n, self.budget_left)
+            if n <= 0:
+                board.halt()
+                self.dfsr |= DFSR_EXTERNAL
+                board.last_stop = RunResult(StopReason.BUDGET, "instruction budget exhausted")
+                return
+        result = board.run(n)
+        if result is None:
+            return
+        if self.pending_reset:
+            self.system_reset()
+            return
+        if result.reason is StopReason.BUDGET and self.budget_left is not None:
+            self.budget_left -= n
+        elif result.reason in (StopReason.BKPT, StopReason.BREAKPOINT):
+            self.dfsr |= DFSR_BKPT

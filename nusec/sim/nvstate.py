@@ -1,0 +1,153 @@
+"""The board's non-volatile state (flash, OTP + lock words, config words, KeyStore flash/OTP slots)
+and the one JSON file per board that holds it across "power cycles".
+
+Writes go to a temporary file that is fsync'ed and renamed over the old one, so an interrupted
+run leaves either the previous or the new state, never a torn file. The file is the silicon: it
+holds KeyStore keys in clear, so treat a simulator directory like a board on the bench.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nusec.sim import memmap
+
+STATE_VERSION = 1
+KS_SRAM_SLOTS = 32
+KS_FLASH_SLOTS = 32
+KS_OTP_SLOTS = 15
+
+
+def default_sim_dir() -> Path:
+    """Where boards live: ``$NUSEC_SIM_DIR`` or ``~/.local/share/nusec/sim``."""
+    env = os.environ.get("NUSEC_SIM_DIR")
+    return Path(env) if env else Path.home() / ".local" / "share" / "nusec" / "sim"
+
+
+def valid_board_name(name: str) -> bool:
+    """Board names become file names: letters, digits, ``-`` and ``_`` only."""
+    return 0 < len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name)
+
+
+@dataclass
+class KsKey:
+    """One KeyStore slot's content: key bits and the METADATA word it was written with."""
+
+    data: bytes
+    metadata: int
+    revoked: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"data": self.data.hex(), "metadata": self.metadata, "revoked": self.revoked}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> KsKey:
+        return cls(bytes.fromhex(obj["data"]), int(obj["metadata"]), bool(obj["revoked"]))
+
+
+def _blank_config() -> bytearray:
+    cfg = bytearray(b"\xff" * memmap.CONFIG_SIZE)
+    for addr in (memmap.SCRLOCK_ADDR, memmap.ARLOCK_ADDR):
+        cfg[addr - memmap.CONFIG_BASE] = memmap.UNLOCKED_LOW_BYTE
+    return cfg
+
+
+@dataclass
+class NvState:
+    """Everything that survives a power cycle. Blank flash/OTP read all-ones."""
+
+    flash: bytearray = field(default_factory=lambda: bytearray(b"\xff" * memmap.FLASH_SIZE))
+    otp: bytearray = field(default_factory=lambda: bytearray(b"\xff" * memmap.OTP_SIZE))
+    otp_locks: bytearray = field(default_factory=lambda: bytearray(b"\xff" * memmap.OTP_LOCK_SIZE))
+    config: bytearray = field(default_factory=_blank_config)
+    ks_flash: list[KsKey | None] = field(default_factory=lambda: [None] * KS_FLASH_SLOTS)
+    ks_otp: list[KsKey | None] = field(default_factory=lambda: [None] * KS_OTP_SLOTS)
+
+    def to_json(self, board: str) -> dict[str, Any]:
+        pages: dict[str, str] = {}
+        blank = b"\xff" * memmap.FLASH_PAGE_SIZE
+        for off in range(0, memmap.FLASH_SIZE, memmap.FLASH_PAGE_SIZE):
+            page = bytes(self.flash[off : off + memmap.FLASH_PAGE_SIZE])
+            if page != blank:
+                pages[str(off // memmap.FLASH_PAGE_SIZE)] = base64.b64encode(page).decode()
+        return {
+            "version": STATE_VERSION,
+            "board": board,
+            "flash_pages": pages,
+            "otp": self.otp.hex(),
+            "otp_locks": self.otp_locks.hex(),
+            "config": self.config.hex(),
+            "ks_flash": [k.to_json() if k else None for k in self.ks_flash],
+            "ks_otp": [k.to_json() if k else None for k in self.ks_otp],
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> NvState:
+        if obj.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported simulator state version {obj.get('version')!r}")
+        st = cls()
+        for idx, b64 in obj["flash_pages"].items():
+            off = int(idx) * memmap.FLASH_PAGE_SIZE
+            page = base64.b64decode(b64)
+            if len(page) != memmap.FLASH_PAGE_SIZE or not 0 <= off < memmap.FLASH_SIZE:
+                raise ValueError(f"bad flash page {idx} in simulator state")
+            st.flash[off : off + len(page)] = page
+        st.otp = bytearray.fromhex(obj["otp"])
+        st.otp_locks = bytearray.fromhex(obj["otp_locks"])
+        st.config = bytearray.fromhex(obj["config"])
+        if (len(st.otp), len(st.otp_locks), len(st.config)) != (
+            memmap.OTP_SIZE,
+            memmap.OTP_LOCK_SIZE,
+            memmap.CONFIG_SIZE,
+        ):
+            raise ValueError("simulator state has OTP/config areas of the wrong size")
+        st.ks_flash = [KsKey.from_json(k) if k else None for k in obj["ks_flash"]]
+        st.ks_otp = [KsKey.from_json(k) if k else None for k in obj["ks_otp"]]
+        return st
+
+
+class NvStore:
+    """The state file of one board: ``<dir>/<board>.json``."""
+
+    def __init__(self, directory: Path, board: str) -> None:
+        if not valid_board_name(board):
+            raise ValueError(f"invalid simulated board name {board!r} (letters, digits, - and _)")
+        self.directory = directory
+        self.board = board
+        self.path = directory / f"{board}.json"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def load(self) -> NvState:
+        """The stored state, or a factory-blank part when the board has never been powered."""
+        if not self.path.is_file():
+            return NvState()
+        with self.path.open("r", encoding="ascii") as fh:
+            return NvState.from_json(json.load(fh))
+
+    def save(self, state: NvState) -> None:
+        """Atomically replace the state file (temp file, fsync, rename, fsync dir)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(state.to_json(self.board), separators=(",", ":")).encode("ascii")
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.board}.", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dfd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)

@@ -1,0 +1,99 @@
+"""What a running OEM service needs: HSM, CA material, database, TLS files, listen address.
+
+Validated completely (``ServiceConfig.validate``) before the HSM is opened or a socket bound, so
+a typo fails with one line naming the field instead of half-starting a service.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pki.errors import PkiError
+from pki.hsm.uri import PIN_ENV, PIN_FILE_ENV, parse_pkcs11_uri
+
+DEFAULT_DB_URL = "sqlite:///nusec-service.db"
+DEFAULT_PORT = 8443
+DEFAULT_MAX_FIRMWARE_BYTES = 2 * 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A service setting is missing or wrong; the message names it."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything ``nusec serve`` and ``run_in_background`` need.
+
+    - ``hsm_uri``: RFC 7512 URI of the ICA private key, e.g.
+      ``pkcs11:token=nusec-oem;object=ica?module-path=/usr/lib/softhsm/libsofthsm2.so``. The same
+      token holds the per-board keys. The user PIN comes from the URI's ``pin-source`` file or
+      the ``NUSEC_HSM_PIN`` environment variable (``pki.hsm.uri``), never from the command line.
+    - ``root_cert``/``ica_cert``: PEM certificates matching the ICA key (served at /v1/ca/chain,
+      and the client CA for mutual TLS).
+    - ``tls_cert``/``tls_key``: the service's TLS server certificate (issued by the ICA, with the
+      listen host in its subjectAltName) and its PEM key file. Not needed with ``insecure_dev``.
+    - ``db_url``: SQLAlchemy URL (SQLite file by default; ``postgresql+psycopg://...`` works).
+    - ``insecure_dev``: plain HTTP, loopback only, every caller treated as admin. Development only.
+    """
+
+    hsm_uri: str
+    root_cert: Path
+    ica_cert: Path
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    db_url: str = DEFAULT_DB_URL
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    insecure_dev: bool = False
+    max_firmware_bytes: int = DEFAULT_MAX_FIRMWARE_BYTES
+    organization: str | None = None
+
+    def validate(self, environ: Mapping[str, str] | None = None) -> ServiceConfig:
+        """Check every field that can be checked without the HSM; return self.
+
+        ``environ`` is the environment the service will run with (default: this process's)."""
+        env = os.environ if environ is None else environ
+        try:
+            uri = parse_pkcs11_uri(self.hsm_uri)
+        except PkiError as exc:
+            raise ConfigError(f"hsm_uri: {exc}") from None
+        if not uri.token or not uri.object:
+            raise ConfigError("hsm_uri: must name the token and the ICA key (token=...;object=...)")
+        if not Path(uri.module(env)).is_file():
+            raise ConfigError(f"hsm_uri: PKCS#11 module {uri.module(env)} not found")
+        if not uri.pin_source and not env.get(PIN_ENV) and not env.get(PIN_FILE_ENV):
+            raise ConfigError(f"hsm_uri: no PIN: set {PIN_ENV} (or {PIN_FILE_ENV}, or pin-source in the URI)")
+        for name in ("root_cert", "ica_cert"):
+            path: Path = getattr(self, name)
+            if not path.is_file():
+                raise ConfigError(f"{name}: {path} not found")
+        if self.insecure_dev:
+            if not is_loopback(self.host):
+                raise ConfigError(f"insecure_dev: plain HTTP is allowed on loopback only, not on {self.host}")
+        else:
+            for name in ("tls_cert", "tls_key"):
+                value: Path | None = getattr(self, name)
+                if value is None:
+                    raise ConfigError(f"{name}: required for HTTPS (or pass --insecure-dev on loopback)")
+                if not value.is_file():
+                    raise ConfigError(f"{name}: {value} not found")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port: {self.port} is not a TCP port")
+        if not 1024 <= self.max_firmware_bytes <= 64 * 1024 * 1024:
+            raise ConfigError("max_firmware_bytes: must be between 1 KiB and 64 MiB")
+        if not self.db_url or "://" not in self.db_url:
+            raise ConfigError(f"db_url: {self.db_url!r} is not an SQLAlchemy URL")
+        return self

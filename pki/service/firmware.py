@@ -1,0 +1,195 @@
+"""MCUboot image signing: wrap a firmware binary in MCUboot's header and TLVs, signed in the HSM.
+
+The format is MCUboot's (``docs/firmware-image.md``), so ``imgtool verify -k pub.pem`` and any
+MCUboot-based boot ROM check our output. The HSM only ever sees the SHA-256 digest of header +
+body; the secure-boot private key never leaves it. Input is checked before anything is signed:
+the service refuses to put its signature on bytes that do not look like a Cortex-M image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+IMAGE_MAGIC = 0x96F3B83D
+IMAGE_HEADER_SIZE = 32
+TLV_INFO_MAGIC = 0x6907
+TLV_PROT_INFO_MAGIC = 0x6908
+TLV_KEYHASH = 0x01
+TLV_SHA256 = 0x10
+TLV_ECDSA_SIG = 0x22
+HEADER_FMT = "<IIHHIIBBHII"  # magic, load_addr, hdr_size, protect_tlv_size, img_size, flags, version, pad
+# Flags we refuse in an input header: we do not encrypt/compress, and RAM_LOAD/ROM_FIXED need care.
+REFUSED_FLAGS = 0x4 | 0x8 | 0x20 | 0x100 | 0x200 | 0x400 | 0x800
+
+DEFAULT_HEADER_SIZE = 0x20  # what snippets/firmware links for (imgtool --header-size 0x20)
+_VERSION_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,5})(?:\+(\d{1,10}))?$")
+
+
+class FirmwareError(ValueError):
+    """The input is not something the service will sign; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class ImageVersion:
+    major: int
+    minor: int
+    revision: int
+    build: int
+
+    @classmethod
+    def parse(cls, text: str) -> ImageVersion:
+        m = _VERSION_RE.match(text)
+        if m is None:
+            raise FirmwareError(f"version {text!r} is not MAJOR.MINOR.REVISION[+BUILD]")
+        major, minor, revision, build = (int(g) if g else 0 for g in m.groups())
+        if major > 255 or minor > 255 or revision > 0xFFFF or build > 0xFFFFFFFF:
+            raise FirmwareError(f"version {text!r} is out of range (255.255.65535+4294967295)")
+        return cls(major, minor, revision, build)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.revision}+{self.build}"
+
+
+@dataclass(frozen=True)
+class SignedImage:
+    image: bytes
+    sha256: bytes  # the SHA256 TLV value: digest of header + body
+    version: ImageVersion
+
+
+def check_cortex_m_vectors(body: bytes) -> None:
+    """Refuse bytes that do not start with a Cortex-M vector table (initial SP, Thumb reset vector)."""
+    if len(body) < 8:
+        raise FirmwareError("firmware is shorter than a vector table (8 bytes)")
+    sp, reset = struct.unpack_from("<II", body, 0)
+    if not 0x1000_0000 <= sp <= 0x4000_0000 or sp % 4:
+        raise FirmwareError(
+            f"first word 0x{sp:08x} is not an initial stack pointer in SRAM (not a Cortex-M image)"
+        )
+    if not reset & 1 or reset >= 0x4000_0000:
+        raise FirmwareError(f"reset vector 0x{reset:08x} is not a Thumb address below the peripheral space")
+
+
+def split_unsigned_image(data: bytes) -> tuple[int, bytes, bytes, ImageVersion]:
+    """Parse an unsigned MCUboot image (``imgtool create`` without a key).
+
+    Returns (load address, header padding, body, version); the padding (bytes 32..hdr_size,
+    0xFF from imgtool) is kept as is, since it is covered by the hash."""
+    if len(data) < IMAGE_HEADER_SIZE:
+        raise FirmwareError("MCUboot image shorter than its 32-byte header")
+    magic, load, hdr_size, ptlv, img_size, flags, vmaj, vmin, vrev, vbuild, _pad = struct.unpack_from(
+        HEADER_FMT, data, 0
+    )
+    if magic != IMAGE_MAGIC:
+        raise FirmwareError("not an MCUboot image (bad magic)")
+    if hdr_size < IMAGE_HEADER_SIZE or hdr_size % 4:
+        raise FirmwareError(f"MCUboot header size {hdr_size} is invalid (>= 32, multiple of 4)")
+    if ptlv:
+        raise FirmwareError("MCUboot input carries protected TLVs; send an unsigned image")
+    if flags & REFUSED_FLAGS:
+        raise FirmwareError(
+            f"MCUboot flags 0x{flags:x} ask for encryption/compression/RAM load: not supported"
+        )
+    end = hdr_size + img_size
+    if end > len(data):
+        raise FirmwareError("MCUboot header's image size runs past the end of the input")
+    _check_unsigned_tlvs(data[:end], data[end:])
+    return load, data[IMAGE_HEADER_SIZE:hdr_size], data[hdr_size:end], ImageVersion(vmaj, vmin, vrev, vbuild)
+
+
+def _check_unsigned_tlvs(signed_region: bytes, trailer: bytes) -> None:
+    """An unsigned image may end in a TLV area holding only its hash (what ``imgtool create``
+    writes without a key); the hash must match. Anything else after the body is refused."""
+    if not trailer:
+        return
+    if len(trailer) < 4:
+        raise FirmwareError("bytes after the MCUboot image body are not a TLV area")
+    magic, total = struct.unpack_from("<HH", trailer, 0)
+    if magic == TLV_PROT_INFO_MAGIC:
+        raise FirmwareError("MCUboot input carries protected TLVs; send an unsigned image")
+    if magic != TLV_INFO_MAGIC or total != len(trailer):
+        raise FirmwareError("bytes after the MCUboot image body are not one well-formed TLV area")
+    offset = 4
+    while offset < total:
+        if offset + 4 > total:
+            raise FirmwareError("MCUboot TLV area is truncated")
+        kind, _, length = struct.unpack_from("<BBH", trailer, offset)
+        value = trailer[offset + 4 : offset + 4 + length]
+        if len(value) != length:
+            raise FirmwareError("MCUboot TLV runs past the end of the input")
+        if kind == TLV_SHA256:
+            if value != hashlib.sha256(signed_region).digest():
+                raise FirmwareError("MCUboot SHA256 TLV does not match the image (corrupted input)")
+        elif kind not in (TLV_KEYHASH,):
+            raise FirmwareError(
+                f"MCUboot input carries TLV 0x{kind:02x} (signed or encrypted?); send an unsigned image"
+            )
+        offset += 4 + length
+
+
+def sign_image(
+    firmware: bytes,
+    *,
+    public_key_der: bytes,
+    sign_digest: Callable[[bytes], bytes],
+    version: ImageVersion | None = None,
+    header_size: int = DEFAULT_HEADER_SIZE,
+    load_address: int = 0,
+    max_size: int,
+) -> SignedImage:
+    """Build and sign an MCUboot image.
+
+    ``firmware`` is either a raw Cortex-M binary (a header of ``header_size`` bytes is prepended)
+    or an unsigned MCUboot image (its header fields and padding are kept). ``sign_digest`` gets the SHA-256 of
+    header + body and returns a DER ECDSA signature (the HSM's job). ``public_key_der`` is the
+    SubjectPublicKeyInfo whose SHA-256 goes into the KEYHASH TLV.
+    """
+    if not firmware:
+        raise FirmwareError("firmware is empty")
+    if len(firmware) > max_size:
+        raise FirmwareError(f"firmware is {len(firmware)} bytes; the limit is {max_size}")
+    if len(firmware) >= 4 and struct.unpack_from("<I", firmware, 0)[0] == IMAGE_MAGIC:
+        load_address, padding, body, parsed_version = split_unsigned_image(firmware)
+        version = version or parsed_version
+    else:
+        if header_size < IMAGE_HEADER_SIZE or header_size % 4 or header_size > 0x10000:
+            raise FirmwareError(f"header size {header_size} is invalid (32..65536, multiple of 4)")
+        padding = b"\xff" * (header_size - IMAGE_HEADER_SIZE)  # erased flash, as imgtool --pad-header
+        body = firmware
+    check_cortex_m_vectors(body)
+    version = version or ImageVersion(0, 0, 0, 0)
+    if not 0 <= load_address <= 0xFFFFFFFF:
+        raise FirmwareError("load address out of 32-bit range")
+
+    header = struct.pack(
+        HEADER_FMT,
+        IMAGE_MAGIC,
+        load_address,
+        IMAGE_HEADER_SIZE + len(padding),
+        0,  # no protected TLVs
+        len(body),
+        0,  # flags
+        version.major,
+        version.minor,
+        version.revision,
+        version.build,
+        0,
+    )
+    signed_region = header + padding + body
+    digest = hashlib.sha256(signed_region).digest()
+    signature = sign_digest(digest)
+    tlvs = (
+        _tlv(TLV_SHA256, digest)
+        + _tlv(TLV_KEYHASH, hashlib.sha256(public_key_der).digest())
+        + _tlv(TLV_ECDSA_SIG, signature)
+    )
+    tlv_info = struct.pack("<HH", TLV_INFO_MAGIC, 4 + len(tlvs))
+    return SignedImage(signed_region + tlv_info + tlvs, digest, version)
+
+
+def _tlv(kind: int, value: bytes) -> bytes:
+    return struct.pack("<BBH", kind, 0, len(value)) + value

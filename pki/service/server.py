@@ -1,0 +1,299 @@
+"""Running the service: HTTPS with mutual TLS under uvicorn, in the foreground or in the background.
+
+TLS: the server certificate (issued by the ICA) and key come from files; clients must present a
+certificate that chains to RootCA/ICA (``CERT_REQUIRED``), checked during the handshake, so a
+client without one never reaches the app. The verified leaf is handed to the app through the
+ASGI scope state by ``ClientCertH11Protocol`` (uvicorn does not expose peer certificates).
+Plain HTTP needs ``insecure_dev`` and a loopback address (``ServiceConfig.validate``).
+
+``run_in_background(config)`` is what the demo and the provisioning tests use: it starts the
+service on loopback (a subprocess by default, so its HSM session and GIL are its own) and returns
+a handle with ``.url`` and ``.stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import uvicorn
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from pki.ca import Issuer
+from pki.errors import CaError
+from pki.hsm.pkcs11 import open_backend
+from pki.hsm.uri import parse_pkcs11_uri
+from pki.service.app import create_app
+from pki.service.auth import CLIENT_CERT_STATE_KEY
+from pki.service.config import ConfigError, ServiceConfig
+from pki.service.context import ServiceContext
+from pki.service.db import make_engine, make_sessions, upgrade
+
+CONFIG_ENV = "NUSEC_SERVICE_CONFIG"
+STARTUP_TIMEOUT_S = 60.0
+
+
+class ClientCertH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, plus the TLS peer certificate in each request's scope state."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        # app_state is copied into every request's scope["state"]; give this connection its own.
+        self.app_state = {**self.app_state, CLIENT_CERT_STATE_KEY: der}
+
+
+def load_certificate(path: Path, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{what}: cannot read a PEM certificate from {path}: {type(exc).__name__}"
+        ) from None
+
+
+def open_context(config: ServiceConfig) -> ServiceContext:
+    """Validate ``config``, open the HSM, check the ICA key against its certificate, migrate the DB."""
+    config.validate()
+    root = load_certificate(config.root_cert, "root_cert")
+    ica = load_certificate(config.ica_cert, "ica_cert")
+    try:
+        ica.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise ConfigError(f"ica_cert is not issued by root_cert ({type(exc).__name__})") from None
+    if not config.insecure_dev and config.tls_cert is not None:
+        server_cert = load_certificate(config.tls_cert, "tls_cert")
+        try:
+            server_cert.verify_directly_issued_by(ica)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise ConfigError(f"tls_cert is not issued by the ICA ({type(exc).__name__})") from None
+    label = parse_pkcs11_uri(config.hsm_uri).object
+    assert label is not None  # validate() checked it
+    backend = open_backend(config.hsm_uri)
+    try:
+        issuer = Issuer(backend, label, ica).check()
+    except CaError:
+        backend.close()
+        raise
+    engine = make_engine(config.db_url)
+    upgrade(engine)
+    return ServiceContext(
+        config=config,
+        backend=backend,
+        issuer=issuer,
+        root_cert=root,
+        engine=engine,
+        sessions=make_sessions(engine),
+    )
+
+
+def tls_context(config: ServiceConfig) -> ssl.SSLContext:
+    """Server-side TLS: our certificate, and client certificates required, chained to RootCA/ICA."""
+    assert config.tls_cert is not None and config.tls_key is not None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
+    context.load_verify_locations(cadata=config.ica_cert.read_text() + config.root_cert.read_text())
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def uvicorn_server(
+    ctx: ServiceContext, *, log_level: str = "info", access_log: bool = True
+) -> uvicorn.Server:
+    config = ctx.config
+    uv = uvicorn.Config(
+        create_app(ctx),
+        host=config.host,
+        port=config.port,
+        http=ClientCertH11Protocol,
+        lifespan="off",
+        log_level=log_level,
+        access_log=access_log,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    uv.load()
+    if not config.insecure_dev:
+        uv.ssl = tls_context(config)
+    return uvicorn.Server(uv)
+
+
+def serve(config: ServiceConfig, *, log_level: str = "info") -> None:
+    """Run the service in the foreground until interrupted (``nusec serve``)."""
+    ctx = open_context(config)
+    try:
+        uvicorn_server(ctx, log_level=log_level).run()
+    finally:
+        ctx.backend.close()
+        ctx.engine.dispose()
+
+
+# --- background runner (tests, demo, bench) --------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _config_to_json(config: ServiceConfig) -> str:
+    return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()})
+
+
+def config_from_json(text: str) -> ServiceConfig:
+    raw: dict[str, Any] = json.loads(text)
+    for name in ("root_cert", "ica_cert", "tls_cert", "tls_key"):
+        if raw.get(name) is not None:
+            raw[name] = Path(raw[name])
+    return ServiceConfig(**raw)
+
+
+@dataclass
+class ServiceHandle:
+    """A service started by ``run_in_background``; ``stop()`` (or leaving the ``with``) ends it."""
+
+    url: str
+    config: ServiceConfig
+    log_path: Path | None = None
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _server: uvicorn.Server | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _ctx: ServiceContext | None = field(default=None, repr=False)
+    _saved_env: dict[str, str | None] = field(default_factory=dict, repr=False)
+
+    def stop(self) -> None:
+        """Stop the service and wait for it (idempotent)."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.terminate()
+                try:
+                    self._process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            self._process = None
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=15)
+            self._server = None
+            self._thread = None
+        if self._ctx is not None:
+            self._ctx.backend.close()
+            self._ctx.engine.dispose()
+            self._ctx = None
+        for name, value in self._saved_env.items():  # thread mode changed this process's environment
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _wait_listening(host: str, port: int, alive: Any, log_path: Path | None) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not alive():
+            tail = log_path.read_text(errors="replace")[-2000:] if log_path else ""
+            raise RuntimeError(f"the service exited during start-up:\n{tail}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the service did not listen on {host}:{port} within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+def run_in_background(
+    config: ServiceConfig,
+    *,
+    mode: Literal["process", "thread"] = "process",
+    env: dict[str, str] | None = None,
+) -> ServiceHandle:
+    """Start the service on ``config.host``/``config.port`` (port 0: pick a free one) and return
+    once it accepts connections.
+
+    ``process`` (default) runs ``python -m pki.service.server`` with the config in
+    ``$NUSEC_SERVICE_CONFIG`` and the HSM PIN inherited through the environment (``env``
+    overrides, e.g. ``SOFTHSM2_CONF``); its log goes to ``handle.log_path``. ``thread`` runs
+    uvicorn in a thread of this process (shares this process's PKCS#11 session; ``env`` is
+    applied to ``os.environ`` until ``stop()``).
+    """
+    child_env = {**os.environ, **(env or {})}
+    config.validate(child_env)
+    if config.port == 0:
+        config = ServiceConfig(**{**asdict(config), "port": free_port(config.host)})
+    scheme = "http" if config.insecure_dev else "https"
+    url = f"{scheme}://{config.host}:{config.port}"
+    if mode == "thread":
+        saved = {name: os.environ.get(name) for name in env or {}}
+        os.environ.update(env or {})  # one process: the PKCS#11 library reads SOFTHSM2_CONF from here
+        try:
+            ctx = open_context(config)
+        except BaseException:
+            ServiceHandle(url, config, _saved_env=saved).stop()
+            raise
+        server = uvicorn_server(ctx, log_level="warning", access_log=False)
+        thread = threading.Thread(target=server.run, name="nusec-service", daemon=True)
+        thread.start()
+        handle = ServiceHandle(url, config, None, _server=server, _thread=thread, _ctx=ctx, _saved_env=saved)
+        try:
+            _wait_listening(config.host, config.port, thread.is_alive, None)
+        except BaseException:
+            handle.stop()
+            raise
+        return handle
+
+    log_fd, log_name = tempfile.mkstemp(prefix="nusec-service-", suffix=".log")
+    child_env[CONFIG_ENV] = _config_to_json(config)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pki.service.server"],
+        env=child_env,
+        stdout=log_fd,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(log_fd)
+    handle = ServiceHandle(url, config, Path(log_name), _process=process)
+    try:
+        _wait_listening(config.host, config.port, lambda: process.poll() is None, handle.log_path)
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
+
+
+def main() -> None:
+    """Entry point of the background subprocess: config from ``$NUSEC_SERVICE_CONFIG``."""
+    text = os.environ.get(CONFIG_ENV)
+    if not text:
+        raise SystemExit(f"{CONFIG_ENV} is not set")
+    serve(config_from_json(text), log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""`nusec demo` (what `make demo` runs) end to end, its artifacts checked by OpenSSL and imgtool."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    workdir = tmp_path_factory.mktemp("demo") / "out"
+    res = subprocess.run(
+        [str(BIN / "nusec"), "demo", "--workdir", str(workdir), "--batch-count", "64", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
+    return doc
+
+
+def test_summary_names_every_artifact(demo: dict[str, object]) -> None:
+    for key in ("root_cert", "ica_cert", "transcript", "batch"):
+        assert Path(str(demo[key])).exists(), key
+    boards = demo["boards"]
+    assert isinstance(boards, list) and len(boards) == 2
+    assert len({b["uid"] for b in boards}) == 2
+    for b in boards:
+        assert b["locked"] is True
+        assert b["key_confirmed"] is True
+        for key in ("board_cert", "otp_dump", "firmware_signed", "secure_boot_pub"):
+            assert Path(b[key]).is_file(), key
+
+
+def test_board_certificates_verify_with_openssl(demo: dict[str, object]) -> None:
+    boards = demo["boards"]
+    assert isinstance(boards, list)
+    certs = [b["board_cert"] for b in boards]
+    res = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(demo["root_cert"]), "-untrusted", str(demo["ica_cert"]), *certs],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count(": OK") == len(certs)
+
+
+def test_signed_firmware_verifies_with_imgtool(demo: dict[str, object]) -> None:
+    boards = demo["boards"]
+    assert isinstance(boards, list)
+    for b in boards:
+        res = subprocess.run(
+            [str(BIN / "imgtool"), "verify", "-k", b["secure_boot_pub"], b["firmware_signed"]],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert res.returncode == 0 and "correctly validated" in res.stdout, res.stdout + res.stderr
+
+
+def test_ceremony_transcript_verifies(demo: dict[str, object]) -> None:
+    res = subprocess.run(
+        [str(BIN / "nusec"), "ceremony", "verify", str(demo["transcript"])],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_batch_verifies_offline(demo: dict[str, object]) -> None:
+    res = subprocess.run(
+        [str(BIN / "nusec"), "otp", "verify", str(demo["batch"]), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_demo_refuses_a_foreign_nonempty_folder(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    res = subprocess.run(
+        [str(BIN / "nusec"), "demo", "--workdir", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 1
+    assert "not a previous demo folder" in res.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -1,0 +1,116 @@
+"""Provisioning test plumbing: one real OEM service per module (SoftHSM2 token, HTTPS, mutual
+TLS, started on 127.0.0.1 by the service's own helper), a fresh simulator directory per test,
+and helpers to read a simulated board's non-volatile state from its file (never through the
+tool under test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nusec.provision.client import TlsConfig
+from pki.service.server import ServiceHandle, run_in_background
+from tests.service.conftest import Pki, make_pki
+
+FIRMWARE = Path(__file__).resolve().parents[2] / "nusec" / "board" / "bin" / "firmware.bin"
+
+
+@pytest.fixture(scope="module")
+def pki_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
+    previous = os.environ.get("SOFTHSM2_CONF")
+    yield make_pki(tmp_path_factory.mktemp("prov-pki"))
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+
+
+@pytest.fixture(scope="module")
+def service(pki_files: Pki) -> Iterator[ServiceHandle]:
+    handle = run_in_background(pki_files.config(), env=pki_files.token.environ())
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        if handle.log_path is not None:
+            handle.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture()
+def tls(pki_files: Pki) -> TlsConfig:
+    return TlsConfig(
+        client_cert=pki_files.operator_cert, client_key=pki_files.operator_key, ca=pki_files.chain_pem
+    )
+
+
+@pytest.fixture()
+def sim_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "sim"
+    d.mkdir()
+    monkeypatch.setenv("NUSEC_SIM_DIR", str(d))
+    monkeypatch.delenv("NUSEC_SIM_FAULTS", raising=False)
+    return d
+
+
+@dataclass(frozen=True)
+class BoardFile:
+    """A simulated board's persisted state, read straight from its file."""
+
+    otp: bytes
+    otp_locks: bytes
+    config: bytes
+    flash_pages: dict[str, str]
+
+    @classmethod
+    def load(cls, sim_dir: Path, name: str) -> BoardFile:
+        obj = json.loads((sim_dir / f"{name}.json").read_text())
+        return cls(
+            bytes.fromhex(obj["otp"]),
+            bytes.fromhex(obj["otp_locks"]),
+            bytes.fromhex(obj["config"]),
+            obj["flash_pages"],
+        )
+
+    def locked_entries(self) -> list[int]:
+        return [n for n in range(256) if self.otp_locks[4 * n : 4 * n + 4] != b"\xff" * 4]
+
+    def flash(self, size: int) -> bytes:
+        import base64
+
+        out = bytearray(b"\xff" * size)
+        for idx, b64 in self.flash_pages.items():
+            off = int(idx) * 0x2000
+            if off < size:
+                page = base64.b64decode(b64)
+                out[off : off + len(page)] = page[: size - off]
+        return bytes(out)
+
+
+def faults(sim_dir: Path, board: str, **plan: int) -> None:
+    """Arm a one-shot fault for ``board`` (consumed when it fires, like a real power cut)."""
+    (sim_dir / f"{board}.faults.json").write_text(json.dumps(plan))
+
+
+@pytest.fixture()
+def otp_programs(monkeypatch: pytest.MonkeyPatch) -> dict[int, int]:
+    """PROGRAM commands the simulated FMC executed, per OTP data/lock address, over every run of the
+    test (counted at the 'silicon', independently of the tool's own program log)."""
+    from nusec.sim import fmc, memmap
+
+    counts: dict[int, int] = {}
+    real = fmc.Fmc._execute
+
+    def counting(self: fmc.Fmc, cmd: int, addr: int) -> None:
+        if cmd in (fmc.CMD_PROGRAM, fmc.CMD_PROGRAM_64) and memmap.OTP_BASE <= addr < memmap.OTP_BASE + 0xC00:
+            for a in (addr, addr + 4) if cmd == fmc.CMD_PROGRAM_64 else (addr,):
+                counts[a] = counts.get(a, 0) + 1
+        real(self, cmd, addr)
+
+    monkeypatch.setattr(fmc.Fmc, "_execute", counting)
+    return counts

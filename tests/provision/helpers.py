@@ -1,0 +1,82 @@
+"""Checks of a provisioned simulated board made with outside oracles (openssl, imgtool, the
+service's own status over mTLS) on what the board's state file holds."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from nucore import otp
+from nusec.provision.client import TlsConfig
+from nusec.provision.otp_writer import ProgramLog
+from nusec.provision.report import ProvisionResult
+from tests.provision.conftest import BoardFile
+
+IMGTOOL = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "imgtool"
+ARLOCK_OFF = 0x34
+
+
+def service_state(url: str, tls: TlsConfig, uid_hex: str) -> str:
+    with httpx.Client(base_url=url, verify=tls.ssl_context()) as c:
+        r = c.get(f"/v1/boards/{uid_hex}")
+        r.raise_for_status()
+        return str(r.json()["state"])
+
+
+def assert_provisioned(
+    sim_dir: Path, board: str, result: ProvisionResult, root_pem: Path, url: str, tls: TlsConfig, tmp: Path
+) -> None:
+    """The issue's 'done when', checked on the board's own state."""
+    assert result.ok, result.error
+    assert result.locked and result.key_confirmed
+    state = BoardFile.load(sim_dir, board)
+    image = otp.parse(state.otp, check_digest=True)
+    assert image.uid.hex().upper() == result.uid
+    # 1. openssl verify accepts the board certificate read back from OTP (ICA also from OTP)
+    assert image.board_cert is not None
+    from cryptography import x509
+
+    leaf = x509.load_der_x509_certificate(image.board_cert)
+    ica = x509.load_der_x509_certificate(image.ica_cert)
+    (tmp / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (tmp / "ica.pem").write_bytes(ica.public_bytes(serialization.Encoding.PEM))
+    out = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(root_pem),
+            "-untrusted",
+            str(tmp / "ica.pem"),
+            str(tmp / "leaf.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    # 2. the firmware in flash verifies against the secure-boot key in OTP (imgtool)
+    pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + image.secure_boot_pub)
+    (tmp / "sb.pem").write_bytes(
+        pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    signed = Path(str(result.firmware_signed)).read_bytes()
+    (tmp / "flash.bin").write_bytes(state.flash(len(signed)))
+    assert state.flash(len(signed)) == signed
+    out = subprocess.run(
+        [str(IMGTOOL), "verify", "-k", str(tmp / "sb.pem"), str(tmp / "flash.bin")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    # 3. key confirmation: the service holds the agreed key
+    assert service_state(url, tls, image.uid.hex().upper()) == "key_agreed"
+    # 4. the board is locked
+    assert (state.config[ARLOCK_OFF] & 0xFF) != 0x5A
+    # every written OTP entry is locked, and no OTP address was programmed twice
+    written = [n for n in range(256) if state.otp[8 * n : 8 * n + 8] != b"\xff" * 8]
+    assert set(written) <= set(state.locked_entries())
+    assert ProgramLog(Path(str(result.journal)) / "otp_program_log.jsonl").max_count() == 1

@@ -1,0 +1,271 @@
+"""End to end: a simulated board provisioned through the real service (HTTPS, mutual TLS,
+SoftHSM2), then killed at every step and resumed, and fed forged service answers.
+
+Oracles: openssl verify, imgtool verify, the service's own status, and the board's state file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nusec.provision import client as client_mod
+from nusec.provision import flow, link
+from nusec.provision.client import TlsConfig
+from nusec.provision.report import Event, ProvisionResult
+from nusec.provision.steps import STEP_IDS
+from pki.service.server import ServiceHandle
+from tests.provision.conftest import FIRMWARE, BoardFile
+from tests.provision.helpers import assert_provisioned
+from tests.service.conftest import Pki
+
+
+class Killed(BaseException):
+    """Stands for the process dying: not an error the runner handles."""
+
+
+def run(
+    service: ServiceHandle,
+    tls: TlsConfig,
+    journal: Path,
+    probe: str,
+    on_event: Callable[[Event], None] | None = None,
+) -> ProvisionResult:
+    return flow.provision_board(probe, service.url, FIRMWARE, tls, journal, on_event=on_event)
+
+
+def test_end_to_end(
+    service: ServiceHandle,
+    tls: TlsConfig,
+    sim_dir: Path,
+    tmp_path: Path,
+    pki_files: Pki,
+    otp_programs: dict[int, int],
+) -> None:
+    res = run(service, tls, tmp_path / "j", "sim:e2e")
+    assert [s.status for s in res.steps] == ["done"] * len(STEP_IDS)
+    assert_provisioned(sim_dir, "e2e", res, pki_files.root_pem, service.url, tls, tmp_path)
+    again = run(service, tls, tmp_path / "j", "sim:e2e")  # finished board: nothing left to do
+    assert again.ok and [s.status for s in again.steps] == ["skipped"] * len(STEP_IDS)
+    insp = flow.inspect_board("sim:e2e", ca=pki_files.chain_pem, journal_dir=tmp_path / "j")
+    assert insp.ok, insp.to_json()
+    assert insp.locked and not insp.debugger_access and insp.otp_dump
+    assert max(otp_programs.values()) == 1
+
+
+def test_two_boards_in_parallel(
+    service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path, pki_files: Pki
+) -> None:
+    opts = flow.RunOptions(service.url, FIRMWARE, tls, tmp_path / "j")
+    results = flow.provision_boards(["sim:p1", "sim:p2"], opts)
+    assert len({r.uid for r in results}) == 2
+    for name, res in zip(("p1", "p2"), results, strict=True):
+        assert_provisioned(sim_dir, name, res, pki_files.root_pem, service.url, tls, tmp_path)
+
+
+# -- kill at every step k, then resume ---------------------------------------------------------
+
+NETWORK_CALL = {
+    "register": "register",
+    "ca_chain": "ca_chain",
+    "certify": "certify",
+    "sb_key": "secure_boot_key",
+    "sign_fw": "sign_firmware",
+}
+#: For SWD steps: drop the probe link after this fraction of the step's transfers (mid-step).
+LINK_DROP_FRACTION = {
+    "otp_ca": 0.9,
+    "keygen": 0.5,
+    "csr": 0.5,
+    "otp_cert": 0.8,
+    "otp_sb_key": 0.9,
+    "flash_fw": 0.5,
+}
+
+
+def _arm_kill(
+    step: str, monkeypatch: pytest.MonkeyPatch, links: list[link.SwdLink]
+) -> Callable[[Event], None]:
+    """Make the run die inside ``step``: after the service answered (answer lost), after the
+    board acted (reset, ECDH), or by dropping the probe link in the middle of the step's writes."""
+    in_step: list[str] = []
+    if step in NETWORK_CALL:
+        name = NETWORK_CALL[step]
+        real = getattr(client_mod.ServiceClient, name)
+
+        def answered_then_killed(self: Any, *a: Any, **kw: Any) -> Any:
+            real(self, *a, **kw)
+            raise Killed(step)
+
+        monkeypatch.setattr(client_mod.ServiceClient, name, answered_then_killed)
+    elif step == "lock":
+        real_lock = flow.enable_secure_lock
+
+        def lock_then_killed(*a: Any, **kw: Any) -> None:
+            real_lock(*a, **kw)
+            raise Killed(step)
+
+        monkeypatch.setattr(flow, "enable_secure_lock", lock_then_killed)
+    elif step == "reset":
+        real_reset = link.SwdLink.hardware_reset
+
+        def reset_then_killed(self: link.SwdLink) -> None:
+            real_reset(self)
+            if in_step:  # the lock step resets too (to apply the lock); kill only in ``reset``
+                raise Killed(step)
+
+        monkeypatch.setattr(link.SwdLink, "hardware_reset", reset_then_killed)
+    elif step == "ecdh":
+        real_finish = link.FirmwareChannel.ecdh_finish
+
+        def finish_then_killed(self: link.FirmwareChannel, *a: Any) -> bytes:
+            real_finish(self, *a)
+            raise Killed(step)  # the board holds the key, the service never hears kc_board
+
+        monkeypatch.setattr(link.FirmwareChannel, "ecdh_finish", finish_then_killed)
+    real_open = link.SwdLink.open
+
+    def tracking_open(self: link.SwdLink) -> link.SwdLink:
+        links.append(real_open(self))
+        return self
+
+    monkeypatch.setattr(link.SwdLink, "open", tracking_open)
+
+    def on_event(ev: Event) -> None:
+        if ev.kind == "step_start" and ev.step == step:
+            in_step.append(step)
+        if ev.kind == "step_start" and ev.step == step and step in LINK_DROP_FRACTION:
+            board = links[-1].session.probe.board  # type: ignore[union-attr]
+            budget = REFERENCE_TRANSFERS.get(step, 200)
+            board.faults.drop_link_after = board.faults.transfers + max(
+                1, int(budget * LINK_DROP_FRACTION[step])
+            )
+
+    return on_event
+
+
+#: Transfers per SWD step in an undisturbed run (measured by ``test_reference_transfers``).
+REFERENCE_TRANSFERS: dict[str, int] = {}
+
+
+def test_reference_transfers(service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path) -> None:
+    """One clean run, counting the simulator's transfers per step (so kills land mid-step)."""
+    links: list[link.SwdLink] = []
+    real_open = link.SwdLink.open
+    marks: dict[str, int] = {}
+
+    def on_event(ev: Event) -> None:
+        if ev.kind in ("step_start", "step_done") and links and ev.step:
+            board = links[-1].session.probe.board  # type: ignore[union-attr]
+            if ev.kind == "step_start":
+                marks[ev.step] = board.faults.transfers
+            else:
+                REFERENCE_TRANSFERS[ev.step] = board.faults.transfers - marks[ev.step]
+
+    def tracking_open(self: link.SwdLink) -> link.SwdLink:
+        links.append(real_open(self))
+        return self
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(link.SwdLink, "open", tracking_open)
+        res = run(service, tls, tmp_path / "j", "sim:ref", on_event)
+    assert res.ok, res.error
+    assert all(REFERENCE_TRANSFERS[s] > 0 for s in LINK_DROP_FRACTION)
+
+
+@pytest.mark.parametrize("step", STEP_IDS)
+def test_kill_at_step_then_resume(
+    step: str,
+    service: ServiceHandle,
+    tls: TlsConfig,
+    sim_dir: Path,
+    tmp_path: Path,
+    pki_files: Pki,
+    monkeypatch: pytest.MonkeyPatch,
+    otp_programs: dict[int, int],
+) -> None:
+    board = f"k{STEP_IDS.index(step)}"
+    journal = tmp_path / "j"
+    links: list[link.SwdLink] = []
+    with monkeypatch.context() as mp:
+        on_event = _arm_kill(step, mp, links)
+        try:
+            first = run(service, tls, journal, f"sim:{board}", on_event)
+        except Killed:
+            first = None
+        finally:
+            for lk in links:
+                lk.close()
+    if first is not None:  # a link drop ends the run with an error instead of killing it
+        assert not first.ok and first.exit_code == 4, (first.exit_code, first.error)
+        assert first.steps[-1].id == step and first.steps[-1].status == "failed"
+    res = run(service, tls, journal, f"sim:{board}")
+    assert_provisioned(sim_dir, board, res, pki_files.root_pem, service.url, tls, tmp_path)
+    statuses = {s.id: s.status for s in res.steps}
+    assert statuses[step] == "done"  # the interrupted step ran again, to completion
+    assert otp_programs and max(otp_programs.values()) == 1  # no OTP word or lock word burned twice
+    assert all(statuses[s] == "skipped" for s in STEP_IDS[: STEP_IDS.index(step)])
+
+
+# -- forged service answers ----------------------------------------------------------------------
+
+
+def _blank_from(sim_dir: Path, board: str, entries: range) -> bool:
+    st = BoardFile.load(sim_dir, board)
+    return all(st.otp[8 * n : 8 * n + 8] == b"\xff" * 8 for n in entries)
+
+
+def test_forged_chain_stops_before_otp(
+    service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.provision.forge import forged_chain
+
+    monkeypatch.setattr(client_mod.ServiceClient, "ca_chain", forged_chain)
+    res = run(service, tls, tmp_path / "j", "sim:f1")
+    assert res.exit_code == 3 and "forged chain" in (res.error or "")
+    assert _blank_from(sim_dir, "f1", range(256))
+
+
+def test_certificate_for_another_uid_stops_before_otp_cert(
+    service: ServiceHandle,
+    tls: TlsConfig,
+    sim_dir: Path,
+    tmp_path: Path,
+    pki_files: Pki,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.provision.forge import certify_for_other_uid
+
+    monkeypatch.setattr(client_mod.ServiceClient, "certify", certify_for_other_uid(pki_files))
+    res = run(service, tls, tmp_path / "j", "sim:f2")
+    assert res.exit_code == 3 and "not this board" in (res.error or ""), res.error
+    assert res.steps[-1].id == "certify"
+    assert _blank_from(sim_dir, "f2", range(17, 25)) and _blank_from(sim_dir, "f2", range(32, 128))
+
+
+def test_secure_boot_key_mismatch_stops_before_burn(
+    service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.provision.forge import other_secure_boot_key
+
+    monkeypatch.setattr(client_mod.ServiceClient, "secure_boot_key", other_secure_boot_key)
+    res = run(service, tls, tmp_path / "j", "sim:f3")
+    assert res.exit_code == 3 and res.steps[-1].id == "sign_fw", res.error
+    assert _blank_from(sim_dir, "f3", range(17, 25)) and _blank_from(sim_dir, "f3", range(252, 256))
+    assert BoardFile.load(sim_dir, "f3").flash_pages == {}
+
+
+def test_bad_ecdh_signature_stops_the_exchange(
+    service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.provision.forge import tampered_ecdh
+
+    monkeypatch.setattr(
+        client_mod.ServiceClient, "ecdh_begin", tampered_ecdh(client_mod.ServiceClient.ecdh_begin)
+    )
+    res = run(service, tls, tmp_path / "j", "sim:f4")
+    assert res.exit_code == 3 and res.steps[-1].id == "ecdh" and "does not verify" in (res.error or "")
+    assert not res.key_confirmed

@@ -1,0 +1,180 @@
+"""Service test plumbing: a throwaway SoftHSM2 token with RootCA/ICA keys made in it, the TLS and
+operator certificates issued by that ICA (pki.ca profiles), and the real service started on
+127.0.0.1 in a subprocess. One token and one server per test module (each its own SOFTHSM2_CONF).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from pki.ca import Issuer, create_root_certificate, issue_ica_certificate
+from pki.hsm.softhsm import SoftHsmDir, SoftHsmToken
+from pki.service.config import ServiceConfig
+from pki.service.credentials import issue_service_credentials
+from pki.service.server import ServiceHandle, run_in_background
+from tests.service.client import ServiceClient
+
+TOKEN_LABEL = "nusec-svc-test"
+ROOT_LABEL = "root-ca"
+ICA_LABEL = "ica"
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+def _write_cert(path: Path, *certs: x509.Certificate) -> Path:
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
+    return path
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Files and token of one test PKI."""
+
+    dir: Path
+    token: SoftHsmToken
+    root_pem: Path
+    ica_pem: Path
+    chain_pem: Path  # ICA + root (the client trust store)
+    server_cert: Path
+    server_key: Path
+    operator_cert: Path
+    operator_key: Path
+    admin_cert: Path
+    admin_key: Path
+    rogue_cert: Path  # an operator cert from a CA the service does not trust
+    rogue_key: Path
+
+    def config(self, **over: object) -> ServiceConfig:
+        base = dict(
+            hsm_uri=f"pkcs11:token={TOKEN_LABEL};object={ICA_LABEL}?module-path={self.token.module_path}",
+            root_cert=self.root_pem,
+            ica_cert=self.ica_pem,
+            tls_cert=self.server_cert,
+            tls_key=self.server_key,
+            db_url=f"sqlite:///{self.dir / 'service.db'}",
+            host="127.0.0.1",
+            port=0,
+            max_firmware_bytes=256 * 1024,
+        )
+        base.update(over)
+        return ServiceConfig(**base)  # type: ignore[arg-type]
+
+
+def make_pki(root: Path) -> Pki:
+    """RootCA and ICA keys in a fresh SoftHSM2 token; TLS/operator credentials via
+    ``pki.service.credentials`` (the helper the demo uses)."""
+    root.mkdir(parents=True, exist_ok=True)
+    token = SoftHsmDir.create(root / "hsm").init_token(TOKEN_LABEL)
+    with token.open_backend() as backend:
+        backend.generate_ec_keypair(ROOT_LABEL)
+        ica_info = backend.generate_ec_keypair(ICA_LABEL)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NuSec Test Root")])
+        root_cert = create_root_certificate(backend, ROOT_LABEL, name)
+        ica_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NuSec Test ICA")])
+        ica_cert = issue_ica_certificate(
+            Issuer(backend, ROOT_LABEL, root_cert), ica_info.public_key, ica_name
+        )
+        creds = issue_service_credentials(
+            Issuer(backend, ICA_LABEL, ica_cert),
+            root_cert,
+            root / "tls",
+            operator_name="alice",
+            admin_name="root-admin",
+        )
+    rogue_key, rogue_cert = _rogue_operator()
+    return Pki(
+        dir=root,
+        token=token,
+        root_pem=_write_cert(root / "root.pem", root_cert),
+        ica_pem=_write_cert(root / "ica.pem", ica_cert),
+        chain_pem=creds.ca_bundle,
+        server_cert=creds.server_cert,
+        server_key=creds.server_key,
+        operator_cert=creds.operator.cert,
+        operator_key=creds.operator.key,
+        admin_cert=creds.admin.cert,
+        admin_key=creds.admin.key,
+        rogue_cert=_write_cert(root / "rogue.pem", rogue_cert),
+        rogue_key=_write_key(root / "rogue.key", rogue_key),
+    )
+
+
+def _rogue_operator() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-made CA issuing an 'admin' client cert: right shape, wrong issuer."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "admin"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "mallory"),
+                ]
+            )
+        )
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NuSec Test ICA")]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def pki_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
+    previous = os.environ.get("SOFTHSM2_CONF")
+    yield make_pki(tmp_path_factory.mktemp("svc-pki"))
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+
+
+@pytest.fixture(scope="module")
+def service(pki_files: Pki) -> Iterator[ServiceHandle]:
+    handle = run_in_background(pki_files.config(), env=pki_files.token.environ())
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        if handle.log_path is not None:
+            handle.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def operator(service: ServiceHandle, pki_files: Pki) -> Iterator[ServiceClient]:
+    with ServiceClient(
+        service.url, pki_files.chain_pem, pki_files.operator_cert, pki_files.operator_key
+    ) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def admin(service: ServiceHandle, pki_files: Pki) -> Iterator[ServiceClient]:
+    with ServiceClient(service.url, pki_files.chain_pem, pki_files.admin_cert, pki_files.admin_key) as c:
+        yield c

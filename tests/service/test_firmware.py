@@ -1,0 +1,154 @@
+"""MCUboot image building, checked by imgtool (the format's own tool) — no HSM needed here:
+``sign_image`` takes any digest signer; the live-service tests repeat this with the HSM key."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pki.service import firmware
+from tests.service.firmware_util import IMGTOOL, cortex_m_firmware, imgtool_verify
+
+MAX = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pub(key: ec.EllipticCurvePrivateKey) -> tuple[bytes, str]:
+    pub = key.public_key()
+    der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = pub.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    return der, pem
+
+
+def _sign(key: ec.EllipticCurvePrivateKey, data: bytes, **kw: object) -> firmware.SignedImage:
+    der, _ = _pub(key)
+    return firmware.sign_image(
+        data,
+        public_key_der=der,
+        sign_digest=lambda d: key.sign(d, ec.ECDSA(utils.Prehashed(hashes.SHA256()))),
+        max_size=MAX,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_raw_firmware_signed_image_passes_imgtool(key: ec.EllipticCurvePrivateKey, tmp_path: Path) -> None:
+    signed = _sign(key, cortex_m_firmware(), version=firmware.ImageVersion.parse("1.2.3+4"))
+    magic, _load, hdr, _ptlv, size = struct.unpack_from("<IIHHI", signed.image)
+    assert magic == 0x96F3B83D and hdr == firmware.DEFAULT_HEADER_SIZE and size == 4096
+    result = imgtool_verify(signed.image, _pub(key)[1], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1.2.3.4" in result.stdout or "1.2.3" in result.stdout
+
+
+def test_other_key_is_rejected_by_imgtool(key: ec.EllipticCurvePrivateKey, tmp_path: Path) -> None:
+    signed = _sign(key, cortex_m_firmware())
+    other = ec.generate_private_key(ec.SECP256R1())
+    assert imgtool_verify(signed.image, _pub(other)[1], tmp_path).returncode != 0
+
+
+def test_flipped_byte_is_rejected_by_imgtool(key: ec.EllipticCurvePrivateKey, tmp_path: Path) -> None:
+    image = bytearray(_sign(key, cortex_m_firmware()).image)
+    image[firmware.DEFAULT_HEADER_SIZE + 100] ^= 1
+    assert imgtool_verify(bytes(image), _pub(key)[1], tmp_path).returncode != 0
+
+
+def test_imgtool_unsigned_image_is_accepted_and_keeps_its_header(
+    key: ec.EllipticCurvePrivateKey, tmp_path: Path
+) -> None:
+    raw = tmp_path / "fw.bin"
+    raw.write_bytes(cortex_m_firmware(2048))
+    unsigned = tmp_path / "unsigned.bin"
+    subprocess.run(
+        [IMGTOOL, "create", "--version", "2.0.1+7", "--header-size", "0x400", "--pad-header", "--slot-size",
+         "0x20000", str(raw), str(unsigned)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    signed = _sign(key, unsigned.read_bytes())
+    assert str(signed.version) == "2.0.1+7"
+    assert struct.unpack_from("<H", signed.image, 8)[0] == 0x400
+    assert imgtool_verify(signed.image, _pub(key)[1], tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"\xff" * 64, "stack pointer"),
+        (struct.pack("<II", 0x2000_1000, 0x200) + bytes(56), "Thumb"),  # even reset vector
+        (bytes(MAX + 1), "limit"),
+        (struct.pack("<I", 0x96F3B83D) + bytes(4), "shorter than its 32-byte header"),
+        (struct.pack("<IIHHIIBBHII", 0x96F3B83D, 0, 32, 0, 1000, 0, 1, 0, 0, 0, 0), "runs past"),
+        (struct.pack("<IIHHIIBBHII", 0x96F3B83D, 0, 32, 0, 0, 0x4, 1, 0, 0, 0, 0), "encryption"),
+    ],
+)
+def test_garbage_is_refused(key: ec.EllipticCurvePrivateKey, data: bytes, message: str) -> None:
+    with pytest.raises(firmware.FirmwareError, match=message):
+        _sign(key, data)
+
+
+def test_signed_image_is_not_resigned(key: ec.EllipticCurvePrivateKey) -> None:
+    signed = _sign(key, cortex_m_firmware())
+    with pytest.raises(firmware.FirmwareError, match=r"TLV 0x22"):
+        _sign(key, signed.image)
+
+
+def test_corrupted_hash_tlv_is_refused(key: ec.EllipticCurvePrivateKey, tmp_path: Path) -> None:
+    raw = tmp_path / "fw.bin"
+    raw.write_bytes(cortex_m_firmware(1024))
+    unsigned = tmp_path / "unsigned.bin"
+    subprocess.run(
+        [IMGTOOL, "create", "--version", "1.0.0", "--header-size", "0x200", "--pad-header", "--slot-size",
+         "0x20000", str(raw), str(unsigned)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    data = bytearray(unsigned.read_bytes())
+    data[0x200 + 50] ^= 0xFF
+    with pytest.raises(firmware.FirmwareError, match="SHA256 TLV does not match"):
+        _sign(key, bytes(data))
+
+
+@pytest.mark.parametrize("text", ["1", "1.2", "256.0.0", "1.2.3+x", "a.b.c"])
+def test_bad_versions_are_refused(text: str) -> None:
+    with pytest.raises(firmware.FirmwareError):
+        firmware.ImageVersion.parse(text)
+
+
+def test_raw_firmware_with_a_larger_header_and_load_address(
+    key: ec.EllipticCurvePrivateKey, tmp_path: Path
+) -> None:
+    signed = _sign(key, cortex_m_firmware(1000), header_size=0x200, load_address=0x0010_0000)
+    _magic, load, hdr, _ptlv, size = struct.unpack_from("<IIHHI", signed.image)
+    assert (load, hdr, size) == (0x0010_0000, 0x200, 1000)
+    assert signed.image[32:0x200] == b"\xff" * (0x200 - 32)
+    assert imgtool_verify(signed.image, _pub(key)[1], tmp_path).returncode == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.integers(0, 0xFFFFFFFF), st.integers(32, 0x400))
+def test_any_input_is_signed_or_refused_cleanly(data: bytes, img_size: int, hdr: int) -> None:
+    """Random bytes, and random MCUboot-looking headers, never raise anything but FirmwareError."""
+    key = _FUZZ_KEY
+    header = struct.pack("<IIHHIIBBHII", 0x96F3B83D, 0, hdr, 0, img_size, 0, 1, 2, 3, 4, 0)
+    for candidate in (data, header + data):
+        try:
+            signed = _sign(key, candidate)
+        except firmware.FirmwareError as exc:
+            assert str(exc) and "\n" not in str(exc)
+        else:
+            assert struct.unpack_from("<I", signed.image)[0] == 0x96F3B83D
+
+
+_FUZZ_KEY = ec.generate_private_key(ec.SECP256R1())
