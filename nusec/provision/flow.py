@@ -254,12 +254,30 @@ class BoardRun:
         return {"csr_sha256": hashlib.sha256(req.public_bytes(serialization.Encoding.DER)).hexdigest()}
 
     def _step_certify(self) -> dict[str, Any]:
-        pem = self.j.artifact("board.csr.pem").read_text()
-        ans = self.svc.certify(self.uid, pem)
         auth_point = bytes.fromhex(self.j.data("keygen")["auth_pub"])
-        cert = certs.check_board_cert(self.chain(), ans.certificate_pem, self.uid, auth_point)
+        in_otp = self._board_cert_in_otp()
+        if in_otp is not None:  # a run whose journal was lost: OTP already holds the certificate
+            cert = certs.check_board_cert(self.chain(), in_otp, self.uid, auth_point)
+            serial = format(cert.serial_number, "x")
+        else:
+            ans = self.svc.certify(self.uid, self.j.artifact("board.csr.pem").read_text())
+            cert = certs.check_board_cert(self.chain(), ans.certificate_pem, self.uid, auth_point)
+            serial = ans.serial
         self.j.save_artifact("board_cert.pem", cert.public_bytes(serialization.Encoding.PEM))
-        return {"serial": ans.serial, "cert_sha256": certs.sha256_der(cert).hex()}
+        return {"serial": serial, "cert_sha256": certs.sha256_der(cert).hex(), "from_otp": in_otp is not None}
+
+    def _board_cert_in_otp(self) -> bytes | None:
+        """The DER certificate in OTP entries 32-127, or None when they are blank."""
+        from nucore import otp
+
+        with board_errors("reading the board certificate area of OTP"):
+            words = self.otp().read_entry_words(list(otp.FIELDS["board_cert"].entries))
+        raw = b"".join(a.to_bytes(4, "little") + b.to_bytes(4, "little") for a, b in words.values())
+        if raw == b"\xff" * len(raw):
+            return None
+        if raw[:2] != b"\x30\x82":
+            raise OtpConflict("OTP board-certificate entries hold something that is not a DER certificate")
+        return raw[: 4 + int.from_bytes(raw[2:4], "big")]
 
     def _step_otp_cert(self) -> dict[str, Any]:
         from nucore import otp

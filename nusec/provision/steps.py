@@ -49,7 +49,7 @@ STEPS: tuple[Step, ...] = (
         "keygen", "Run KeyGen snippet, get AUTH_PUB", "n ->> p: KeyGen snippet; p ->> n: AUTH_PUB", Access.SWD
     ),
     Step("csr", "Board signs CSR", "n ->> p: CertificationRequestInfo; p ->> n: Signature; CSR", Access.SWD),
-    Step("certify", "Get board certificate", "n ->> o: CSR; o ->> n: NuLink3 Certificate", Access.NONE),
+    Step("certify", "Get board certificate", "n ->> o: CSR; o ->> n: NuLink3 Certificate", Access.SWD),
     Step(
         "otp_cert",
         "Write board certificate to OTP",

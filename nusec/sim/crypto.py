@@ -9,6 +9,7 @@ core). Private keys never enter or leave through registers: they are KS slots.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
@@ -114,10 +115,10 @@ class CryptoEngine(WordDevice):
             self.aes_ksctl = value
 
     @staticmethod
-    def _run(fn: object, arg: int) -> int:
-        assert callable(fn)
+    def _run(fn: Callable[[int], int], arg: int) -> int:
+        """Run an engine operation; KeyStore and operand errors become status bits, never raise."""
         try:
-            return int(fn(arg))
+            return fn(arg)
         except KsError:
             return STS_DONE | STS_KSERR
         except CryptoError:

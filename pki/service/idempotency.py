@@ -10,6 +10,7 @@ Answers with status >= 500 are not stored, so a retry after a server fault runs 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -31,8 +32,6 @@ KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def _problem_message(problem: Problem, path: str) -> tuple[int, bytes]:
-    import json
-
     return problem.status, json.dumps(problem.body(path)).encode()
 
 

@@ -164,8 +164,9 @@ def build_router(ctx: ServiceContext) -> APIRouter:
                 f"{action} needs state {needed.value}; board {board.uid} is {board.state}",
             )
 
-    def refused(who: Principal, action: str, uid: str, exc: Exception) -> Problem:
-        problem = exc if isinstance(exc, Problem) else from_pki_error(exc)  # type: ignore[arg-type]
+    def refused(who: Principal, action: str, uid: str, exc: Problem | PkiError) -> Problem:
+        """Audit a refused action; return the problem to raise."""
+        problem = exc if isinstance(exc, Problem) else from_pki_error(exc)
         ctx.record_refusal(who, action, uid, problem.detail, {"status": problem.status})
         return problem
 

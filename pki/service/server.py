@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -214,7 +215,7 @@ class ServiceHandle:
         self.stop()
 
 
-def _wait_listening(host: str, port: int, alive: Any, log_path: Path | None) -> None:
+def _wait_listening(host: str, port: int, alive: Callable[[], bool], log_path: Path | None) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if not alive():

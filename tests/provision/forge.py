@@ -23,8 +23,8 @@ def _pem(c: x509.Certificate) -> str:
     return c.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def forged_chain(self: ServiceClient) -> ChainAnswer:
-    """A look-alike RootCA (same name as the real one), with the real ICA."""
+def look_alike_root_pem() -> str:
+    """A self-signed RootCA with the test RootCA's name and a key of its own."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NuSec Test Root")])
@@ -34,8 +34,13 @@ def forged_chain(self: ServiceClient) -> ChainAnswer:
         .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
         .sign(key, hashes.SHA256())
     )  # fmt: skip
+    return _pem(root)
+
+
+def forged_chain(self: ServiceClient) -> ChainAnswer:
+    """A look-alike RootCA (same name as the real one), with the real ICA."""
     real = self._request("GET", "/ca/chain").json()
-    return ChainAnswer(_pem(root), str(real["ica_pem"]))
+    return ChainAnswer(look_alike_root_pem(), str(real["ica_pem"]))
 
 
 def certify_for_other_uid(pki: Pki) -> Callable[..., CertAnswer]:

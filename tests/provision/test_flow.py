@@ -6,6 +6,7 @@ Oracles: openssl verify, imgtool verify, the service's own status, and the board
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,52 @@ def test_bad_ecdh_signature_stops_the_exchange(
     res = run(service, tls, tmp_path / "j", "sim:f4")
     assert res.exit_code == 3 and res.steps[-1].id == "ecdh" and "does not verify" in (res.error or "")
     assert not res.key_confirmed
+
+
+def test_inspect_before_the_lock_reads_and_checks_everything(
+    service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path, pki_files: Pki
+) -> None:
+    def stop_before_lock(ev: Event) -> None:
+        if ev.kind == "step_start" and ev.step == "lock":
+            raise Killed("lock")
+
+    with pytest.raises(Killed):
+        run(service, tls, tmp_path / "j", "sim:i1", stop_before_lock)
+    insp = flow.inspect_board("sim:i1", ca=pki_files.chain_pem)
+    assert insp.ok, insp.to_json()
+    assert insp.debugger_access and insp.locked is False
+    names = {c.name for c in insp.checks}
+    assert "board certificate chains (openssl verify)" in names
+    assert "firmware in flash verifies with OTP secure-boot key" in names
+    assert insp.otp_locked_entries == 256 and 0 < insp.otp_written_entries < 256  # every entry is locked
+    from tests.provision.forge import look_alike_root_pem
+
+    (tmp_path / "other-root.pem").write_text(look_alike_root_pem())
+    wrong = flow.inspect_board("sim:i1", ca=tmp_path / "other-root.pem")
+    assert not wrong.ok
+    assert not next(c for c in wrong.checks if c.name == "root key = trusted RootCA").ok
+
+
+def test_lost_journal_costs_time_not_a_double_burn(
+    service: ServiceHandle,
+    tls: TlsConfig,
+    sim_dir: Path,
+    tmp_path: Path,
+    pki_files: Pki,
+    monkeypatch: pytest.MonkeyPatch,
+    otp_programs: dict[int, int],
+) -> None:
+    import shutil
+
+    links: list[link.SwdLink] = []
+    with monkeypatch.context() as mp:
+        on_event = _arm_kill("sb_key", mp, links)  # RootCA/ICA and board certificate are in OTP
+        with pytest.raises(Killed):
+            run(service, tls, tmp_path / "j", "sim:lj1", on_event)
+        for lk in links:
+            lk.close()
+    shutil.rmtree(tmp_path / "j")
+    res = run(service, tls, tmp_path / "j", "sim:lj1")
+    assert_provisioned(sim_dir, "lj1", res, pki_files.root_pem, service.url, tls, tmp_path)
+    assert max(otp_programs.values()) == 1
+    assert json.loads(next(s.detail for s in res.steps if s.id == "certify"))["from_otp"] is True

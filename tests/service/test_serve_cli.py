@@ -3,6 +3,7 @@ command really serves (here in --insecure-dev mode, plain HTTP on loopback)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pki.service.server import free_port
+from pki.service.server import free_port, run_in_background
 from tests.service.conftest import TOKEN_LABEL, Pki
 
 NUSEC = str(Path(sys.executable).with_name("nusec"))
@@ -97,10 +98,6 @@ def test_wrong_key_label_or_foreign_server_cert_fail_in_one_line(pki_files: Pki,
 
 
 def test_run_in_background_thread_mode(pki_files: Pki, tmp_path: Path) -> None:
-    from pki.service.server import run_in_background
-
-    import os
-
     config = pki_files.config(insecure_dev=True, db_url=f"sqlite:///{tmp_path / 't.db'}")
     pin_before = os.environ.get("NUSEC_HSM_PIN")
     with run_in_background(config, mode="thread", env=pki_files.token.environ()) as service:

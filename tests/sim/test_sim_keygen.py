@@ -21,9 +21,9 @@ from nusec.board.snippet import (
     SnippetError,
     Status,
 )
-from nusec.sim import crypto, keystore, memmap
+from nusec.sim import crypto, fmc, keystore, memmap
 from nusec.sim.board import board_uid
-from tests.sim.sim_helpers import cri_for, session
+from tests.sim.sim_helpers import cri_for, isp, session
 
 
 def _pub(xy: bytes) -> ec.EllipticCurvePublicKey:
@@ -72,6 +72,12 @@ def test_private_key_unreachable_through_any_debugger_path(sim_dir: Path) -> Non
             "flash": (memmap.FLASH_BASE, memmap.FLASH_SIZE),
         }
         dumps = {name: bytes(t.read_memory_block8(base, size)) for name, (base, size) in windows.items()}
+        # OTP, its lock words and the config area are reachable only through FMC ISP READ.
+        isp_area = range(memmap.CONFIG_BASE, memmap.CONFIG_BASE + memmap.CONFIG_SIZE, 4)
+        otp_area = range(memmap.OTP_BASE, memmap.OTP_LOCK_BASE + memmap.OTP_LOCK_SIZE, 4)
+        dumps["ISP"] = b"".join(
+            isp(t, fmc.CMD_READ, a)[0].to_bytes(4, "little") for a in [*isp_area, *otp_area]
+        )
         board = s.probe.board
     # The oracle: the key as the simulated silicon holds it (host-side state file, not a bus path).
     state = json.loads((sim_dir / "k2.json").read_text())
