@@ -149,27 +149,31 @@ class RichReporter:
 
 
 def summary_table(results: list[ProvisionResult]) -> Table:
-    """One row per board and one column per step (✓ done, · skipped, ✗ failed)."""
+    """One row per board: how far it got, time, bytes over the probe, and the outcome."""
     table = Table(title="nusec provision")
-    table.add_column("probe")
-    table.add_column("uid")
-    marks = {
-        "done": "[green]✓[/]",
-        "skipped": "·",
-        "failed": "[red]✗[/]",
-        "planned": "[cyan]?[/]",
-        "not-run": " ",
-    }
-    for s in STEPS:
-        table.add_column(s.id, justify="center")
+    table.add_column("probe", no_wrap=True)
+    table.add_column("uid", no_wrap=True)
+    table.add_column("steps", no_wrap=True)
     table.add_column("s", justify="right")
     table.add_column("probe B", justify="right")
     table.add_column("result")
+    n = len(STEPS)
     for r in results:
-        by_id = {st.id: st for st in r.steps}
-        cells = [marks.get(by_id[s.id].status, "?") if s.id in by_id else " " for s in STEPS]
+        by_status: dict[str, int] = {}
+        for st in r.steps:
+            by_status[st.status] = by_status.get(st.status, 0) + 1
+        failed = next((st.id for st in r.steps if st.status == "failed"), None)
+        if failed:
+            steps = f"[red]stopped at {failed}[/]"
+        elif r.dry_run:
+            steps = f"{by_status.get('planned', 0)} planned"
+        else:
+            finished = by_status.get("done", 0) + by_status.get("skipped", 0)
+            steps = f"{finished}/{n}" + (
+                f" ({by_status['skipped']} resumed)" if by_status.get("skipped") else ""
+            )
         result = "[green]ok[/]" if r.ok else f"[red]exit {r.exit_code}[/] {r.error or ''}"
-        table.add_row(r.probe, r.uid or "?", *cells, f"{r.seconds:.1f}", str(r.probe_bytes), result)
+        table.add_row(r.probe, r.uid or "?", steps, f"{r.seconds:.1f}", str(r.probe_bytes), result)
     return table
 
 

@@ -134,3 +134,12 @@ def test_batch_mode_is_refused_before_anything_is_written(
     out = _nusec(args, sim_dir)
     assert out.returncode == 2 and "--mode batch is not available yet" in out.stderr
     assert not (sim_dir / "bm1.json").exists()
+
+
+def test_table_output_names_every_board(
+    service: ServiceHandle, pki_files: Pki, sim_dir: Path, tmp_path: Path
+) -> None:
+    out = _nusec([*_args(service, pki_files, tmp_path / "j", "sim:t1", "sim:t2"), "--dry-run"], sim_dir)
+    assert out.returncode == 0, out.stderr
+    assert "nusec provision" in out.stdout and "sim:t1" in out.stdout and "sim:t2" in out.stdout
+    assert "would" in out.stderr and "IRREVERSIBLE" in out.stderr  # the plan, per step, on the console

@@ -102,6 +102,8 @@ def test_insecure_dev_only_on_loopback(pki_files: Pki) -> None:
 
 
 def test_openapi_is_published(operator: ServiceClient) -> None:
+    health = operator.http.get("/v1/health").json()
+    assert health["status"] == "ok" and health["version"]
     spec = operator.http.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     assert {"/v1/boards", "/v1/boards/{uid}/firmware", "/v1/audit"} <= set(spec["paths"])
