@@ -26,6 +26,7 @@ app = typer.Typer(
     invoke_without_command=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 

@@ -28,9 +28,12 @@ def command(
         bool, typer.Option("--json", help="End with one JSON summary line naming every artifact.")
     ] = False,
 ) -> None:
-    """Run the whole job on embedded defaults: key ceremony on a throwaway SoftHSM2 token, the OEM
-    service on 127.0.0.1 (HTTPS + mutual TLS, SQLite), provisioning of simulated Nu-Link3 boards
-    through pyocd, inspection, and a bulk OTP batch. Exit 0 only if every stage succeeded."""
+    """Run the whole job end to end on embedded defaults (what `make demo` runs).
+
+    Key ceremony on a throwaway SoftHSM2 token, the OEM service on 127.0.0.1 (HTTPS + mutual
+    TLS, SQLite), provisioning of simulated Nu-Link3 boards through pyocd, inspection, and a bulk
+    OTP batch. Exit 0 only if every stage succeeded.
+    """
     from nusec.demo import DemoError, run_demo
 
     missing = [c.name for c in run_checks() if not c.ok]

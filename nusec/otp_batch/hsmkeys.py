@@ -2,7 +2,7 @@
 
 The batch DEK is unwrapped from ``batch.json`` into the HSM as a session key (never readable),
 and the board's wrapped PKCS#8 key is unwrapped under it into a token key pair, which the backend
-checks against the public key from the manifest. This is how the OEM signs a board's firmware
+checks against the public key from the manifest (``pki.hsm.batch_import.import_batch_key``). This is how the OEM signs a board's firmware
 with its SecureBoot key, and how tests check wrapped keys against their public keys.
 """
 
@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from nusec.otp_batch.batchdir import read_batch, read_line
 from nusec.otp_batch.errors import OtpBatchError
-from pki.hsm import KeyBackend, KeyPairInfo, SecretKeyKind
+from pki.errors import KeyNotFoundError
+from pki.hsm import KeyBackend, KeyPairInfo
+from pki.hsm.batch_import import import_batch_key
 
 
 def ensure_batch_keys(backend: KeyBackend, kek_label: str, signer_label: str) -> None:
@@ -28,18 +30,21 @@ def ensure_batch_keys(backend: KeyBackend, kek_label: str, signer_label: str) ->
 
 
 def unwrap_board_key(backend: KeyBackend, batch_dir: Path, index: int, label: str) -> KeyPairInfo:
-    """Unwrap board ``index``'s secure-boot key into the HSM as token key pair ``label``."""
+    """Unwrap board ``index``'s secure-boot key into the HSM as token key pair ``label``
+    (``pki.hsm.batch_import``: the same primitive the OEM service uses)."""
     info = read_batch(batch_dir)
     line = read_line(info, index)
-    kek = backend.find_secret_key(info.kek_label)
-    if kek is None:
-        raise OtpBatchError(f"HSM: no KEK labelled {info.kek_label!r} on the token")
-    dek = backend.unwrap_to_key(kek, info.wrapped_dek, kind=SecretKeyKind.AES)
     try:
-        pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), line.sb_pub)
-        return backend.unwrap_private_key(line.wrapped_key, dek, label, pub)
-    finally:
-        backend.destroy_secret_key(dek)
+        return import_batch_key(
+            backend,
+            kek_label=info.kek_label,
+            wrapped_dek=info.wrapped_dek,
+            wrapped_key=line.wrapped_key,
+            public_point=line.sb_pub,
+            label=label,
+        )
+    except KeyNotFoundError:
+        raise OtpBatchError(f"HSM: no KEK labelled {info.kek_label!r} on the token") from None
 
 
 def check_board_key(backend: KeyBackend, batch_dir: Path, index: int) -> None:
