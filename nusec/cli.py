@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 
 from nusec import __version__
-from nusec.commands import ceremony, demo, doctor, otp, provision, serve
+from nusec.commands import ceremony, demo, doctor, otp, provision, serve, sim
 from nusec.commands import inspect as inspect_cmd
+from nusec.commands import pki as pki_cmd
 
 app = typer.Typer(
     name="nusec",
@@ -47,6 +48,8 @@ app.command("inspect")(inspect_cmd.command)
 app.command("serve")(serve.command)
 app.add_typer(ceremony.app, name="ceremony")
 app.add_typer(otp.app, name="otp")
+app.add_typer(pki_cmd.app, name="pki")
+app.add_typer(sim.app, name="sim")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -137,7 +137,7 @@ def run_demo(
 
         say("4/5 inspect the provisioned boards")
         for r in results:
-            report = inspect_board(r.probe, ca=cer.root_cert)
+            report = inspect_board(r.probe, ca=cer.root_cert, journal_dir=workdir / "journal")
             summary.boards.append(
                 {
                     "uid": r.uid,

@@ -8,6 +8,7 @@ Public API::
     img = verify_one(out_dir, index)                          # one image via its Merkle proof
     claimed = claim_next_image(out_dir, uid)                  # one board <- one image, recorded
     unwrap_board_key(backend, out_dir, index, label)          # a board's key, inside the HSM only
+    key_import_body(out_dir, index)                           # body of the service's key import
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from nusec.otp_batch.claim import ClaimedImage, claim_next_image
 from nusec.otp_batch.errors import OtpBatchError
 from nusec.otp_batch.hsmkeys import check_board_key, ensure_batch_keys, unwrap_board_key
 from nusec.otp_batch.seal import read_seal
+from nusec.otp_batch.service_import import key_import_body
 from nusec.otp_batch.spec import BatchSpec, load_spec
 from nusec.otp_batch.verify import ImageProof, VerifyReport, image_proof, verify_batch, verify_one
 
@@ -34,6 +36,7 @@ __all__ = [
     "claim_next_image",
     "ensure_batch_keys",
     "image_proof",
+    "key_import_body",
     "load_spec",
     "read_batch_info",
     "read_image",

@@ -2,8 +2,10 @@
 
 The batch DEK is unwrapped from ``batch.json`` into the HSM as a session key (never readable),
 and the board's wrapped PKCS#8 key is unwrapped under it into a token key pair, which the backend
-checks against the public key from the manifest (``pki.hsm.batch_import.import_batch_key``). This is how the OEM signs a board's firmware
-with its SecureBoot key, and how tests check wrapped keys against their public keys.
+checks against the public key from the manifest (``pki.hsm.batch_import.import_batch_key``).
+This is how the OEM signs a board's firmware with its SecureBoot key (the service's
+``/secure-boot-key/import`` endpoint calls the same primitive), and how tests check wrapped keys
+against their public keys.
 """
 
 from __future__ import annotations

@@ -169,10 +169,21 @@ class ServiceClient:
         return CertAnswer(str(d["certificate_pem"]), str(d.get("serial", "")))
 
     def secure_boot_key(self, uid: bytes) -> SecureBootAnswer:
-        d = self._obj(
-            self._post_json(uid, "secure-boot-key", f"/boards/{uid.hex().upper()}/secure-boot-key", {}),
-            "public_xy_hex",
+        return self._sb_answer(
+            self._post_json(uid, "secure-boot-key", f"/boards/{uid.hex().upper()}/secure-boot-key", {})
         )
+
+    def import_secure_boot_key(self, uid: bytes, body: dict[str, Any]) -> SecureBootAnswer:
+        """Have the service import a bulk-batch image's key into its HSM for this board (``body``:
+        ``nusec.otp_batch.key_import_body``); answers like ``secure_boot_key``."""
+        return self._sb_answer(
+            self._post_json(
+                uid, "secure-boot-key-import", f"/boards/{uid.hex().upper()}/secure-boot-key/import", body
+            )
+        )
+
+    def _sb_answer(self, data: Any) -> SecureBootAnswer:
+        d = self._obj(data, "public_xy_hex")
         try:
             xy = bytes.fromhex(str(d["public_xy_hex"]))
         except ValueError:

@@ -70,19 +70,15 @@ class RunOptions:
     channel_factory: Callable[[SwdLink, str], BoardChannel] | None = None
     uart_ports: dict[str, str] | None = None
     firmware_header_size: int = 0x20
-    #: Set once the service can sign with a batch key (docs/provisioning.md, "Batch mode").
-    service_signs_batch_keys: bool = False
 
     def validate(self) -> None:
         if self.mode not in ("online", "batch"):
             raise UsageError(f"--mode must be online or batch, not {self.mode!r}")
         if self.mode == "batch" and (self.batch_dir is None or not self.batch_dir.is_dir()):
             raise UsageError("--mode batch needs --batch DIR (an existing bulk OTP batch folder)")
-        if self.mode == "batch" and not self.service_signs_batch_keys:
-            raise UsageError(
-                "--mode batch is not available yet: the OEM service cannot sign firmware with a bulk-batch "
-                "secure-boot key, so the board could not be finished (refusing before anything is written)"
-            )
+        if self.mode == "batch":
+            assert self.batch_dir is not None
+            _check_batch_folder(self.batch_dir)
         if not self.firmware_path.is_file():
             raise UsageError(f"firmware file {self.firmware_path} does not exist")
         if self.tls.ca is None or not self.tls.ca.is_file():
@@ -90,6 +86,19 @@ class RunOptions:
         for p in (self.tls.client_cert, self.tls.client_key):
             if p is not None and not p.is_file():
                 raise UsageError(f"TLS file {p} does not exist")
+
+
+def _check_batch_folder(batch_dir: Path) -> None:
+    """A batch folder must be a finished, sealed batch before any board is touched."""
+    from nusec.otp_batch import OtpBatchError, read_batch_info, read_seal
+
+    try:
+        info = read_batch_info(batch_dir)
+        sealed = read_seal(info) is not None
+    except OtpBatchError as exc:
+        raise UsageError(f"--batch {batch_dir}: {exc}") from None
+    if not sealed:
+        raise UsageError(f"--batch {batch_dir}: the batch is not sealed; finish `nusec otp build` first")
 
 
 class BoardRun:
@@ -303,16 +312,31 @@ class BoardRun:
         return {"programmed_words": res.programmed_words, "cert_len": len(der)}
 
     def _step_sb_key(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
         if self.opts.mode == "batch":
-            from nucore import otp
-
-            xy = otp.parse(self.j.artifact("batch_image.bin").read_bytes(), check_digest=True).secure_boot_pub
+            xy, extra = self._import_batch_key()
         else:
             xy = self.svc.secure_boot_key(self.uid).public_xy
         key = csr.public_key_from_point(xy)
         pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.j.save_artifact("secure_boot_pub.pem", pem)
-        return {"xy": xy.hex()}
+        return {"xy": xy.hex(), **extra}
+
+    def _import_batch_key(self) -> tuple[bytes, dict[str, Any]]:
+        """Have the service take over the claimed image's key (unwrapped inside its HSM), so it
+        signs this board's firmware with it; its answer must be the image's key."""
+        from nucore import otp
+        from nusec.otp_batch import key_import_body
+
+        assert self.opts.batch_dir is not None
+        xy = otp.parse(self.j.artifact("batch_image.bin").read_bytes(), check_digest=True).secure_boot_pub
+        claim = self._batch_claim()
+        ans = self.svc.import_secure_boot_key(self.uid, key_import_body(self.opts.batch_dir, claim["index"]))
+        if ans.public_xy != xy:
+            raise VerificationError(
+                "the service holds another secure-boot key than the claimed batch image's"
+            )
+        return xy, {"batch_id": claim["batch_id"], "index": claim["index"]}
 
     def _step_sign_fw(self) -> dict[str, Any]:
         xy = bytes.fromhex(self.j.data("sb_key")["xy"])
@@ -332,7 +356,7 @@ class BoardRun:
         cert = certs.load_cert(self.j.artifact("board_cert.pem").read_bytes())
         image = self.image(secure_boot_xy=xy, board_cert=cert.public_bytes(serialization.Encoding.DER))
         parsed = otp.parse(image, check_digest=True)
-        if parsed.secure_boot_pub != xy or parsed.uid != self.uid:
+        if parsed.secure_boot_pub != xy or not self._uid_field_ok(parsed.uid):
             raise VerificationError("OTP image's secure-boot key or UID is not this board's")
         with board_errors("burning the secure-boot key to OTP"):
             w = self.otp()
@@ -426,23 +450,44 @@ class BoardRun:
             raise VerificationError("OTP image's RootCA hash is not the trusted RootCA's")
         if parsed.ica_cert != chain.ica_der:
             raise VerificationError("OTP image's ICA certificate is not the checked ICA")
-        batch_blank_uid = self.opts.mode == "batch" and parsed.uid == b"\xff" * len(self.uid)
-        if parsed.uid != self.uid and not batch_blank_uid:
+        if not self._uid_field_ok(parsed.uid):
             raise VerificationError(
                 f"OTP image is for UID {parsed.uid.hex().upper()}, not {self.uid.hex().upper()}"
             )
 
+    def _uid_field_ok(self, field: bytes) -> bool:
+        """The image's UID field is this board's, or blank for a count-mode batch image (whose
+        digest covers the blank field: the claim record and the board certificate bind the UID)."""
+        return field == self.uid or (self.opts.mode == "batch" and field == b"\xff" * len(self.uid))
+
     def _claim_batch_image(self) -> None:
         if self.j.artifact("batch_image.bin").is_file():
             return
+        self._batch_claim()
+
+    def _batch_claim(self) -> dict[str, Any]:
+        """This board's image of the batch: claimed once (one board <- one image, recorded in the
+        batch's claims.sqlite); a resumed run, even with a lost journal, gets the same image back."""
         from nucore import otp
-        from nusec.otp_batch import claim_next_image
+        from nusec.otp_batch import OtpBatchError, claim_next_image
 
         assert self.opts.batch_dir is not None
-        claimed = claim_next_image(self.opts.batch_dir, self.uid)
+        try:
+            claimed = claim_next_image(self.opts.batch_dir, self.uid)
+        except OtpBatchError as exc:
+            raise UsageError(f"batch: {exc}") from None
         image = claimed.to_bytes()
         otp.parse(image, check_digest=True)
-        self.j.save_artifact("batch_image.bin", image)
+        saved = self.j.artifact("batch_image.bin")
+        if saved.is_file() and saved.read_bytes() != image:
+            raise VerificationError(
+                "the batch image claimed for this board differs from the one in its journal"
+            )
+        claim = {"batch_id": claimed.batch_id, "index": claimed.index}
+        if not saved.is_file():
+            self.j.save_artifact("batch_claim.json", json.dumps(claim).encode())
+            self.j.save_artifact("batch_image.bin", image)
+        return claim
 
     # -- runner ------------------------------------------------------------------------------
     STEP_FUNCS: ClassVar[dict[str, str]] = {s.id: f"_step_{s.id}" for s in STEPS}

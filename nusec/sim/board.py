@@ -16,6 +16,10 @@ Execution model: the core only advances inside ``run``. The debugger path (``pro
 runs the core when the host resumes it and each time it polls DHCSR; a UART server calls
 ``run`` in slices while it pumps bytes. Peripherals may call ``board.cpu.stop(StopReason.YIELD)``
 to give the host a turn (e.g. a read of an empty UART receive register).
+
+Threads: ``Board.lock`` (an ``RLock``) is held by every ``run``, ``reset``, ``halt``/``resume``,
+bus access and NV save, so a UART server thread and a pyocd session in the same process take
+turns on the core (one run slice or one probe transfer at a time) instead of running it at once.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import fcntl
 import hashlib
 import importlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,13 +113,36 @@ class _Mapping:
     name: str
 
 
+class BoardBusy(RuntimeError):
+    """Another process has the board open (a pyocd session, a UART server, a provisioning run)."""
+
+
+def claim_board(directory: Path, name: str) -> IO[str]:
+    """Take the board's exclusive file lock (``<dir>/<name>.lock``), as opening a USB probe does;
+    raises ``BoardBusy`` at once if another process holds it. Give it back with ``release_board``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fh = (directory / f"{name}.lock").open("w", encoding="ascii")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise BoardBusy(f"simulated board {name!r} is in use by another process") from None
+    return fh
+
+
+def release_board(fh: IO[str]) -> None:
+    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    fh.close()
+
+
 def board_uid(name: str) -> bytes:
     """The 12-byte UID that FMC READ_UID returns: derived from the board name, stable across runs."""
     return hashlib.sha256(b"nusec-sim-uid:" + name.encode()).digest()[:12]
 
 
 class Board:
-    """One simulated Nu-Link3 (M55S1-like MCU). Not thread-safe: one owner at a time."""
+    """One simulated Nu-Link3 (M55S1-like MCU). Exclusive per process (a file lock); inside the
+    process, ``lock`` serialises the threads that drive the core (see the module docstring)."""
 
     def __init__(self, name: str, directory: Path | None = None) -> None:
         """Prefer ``Board.open``. Builds the part without powering it on."""
@@ -125,6 +153,7 @@ class Board:
         from nusec.sim.trng import Trng
 
         self.name = name
+        self.lock = threading.RLock()
         self.directory = directory or default_sim_dir()
         self.store = NvStore(self.directory, name)
         self.uid = board_uid(name)
@@ -193,13 +222,14 @@ class Board:
 
     def close(self) -> None:
         """Power off: flush NV state and release the board."""
-        if self._lock_fh is None:
-            return
-        try:
-            if not self.power_lost:
-                self.commit_nv()  # a dropped link is not a power cut: the cells keep what was written
-        finally:
-            self._release()
+        with self.lock:
+            if self._lock_fh is None:
+                return
+            try:
+                if not self.power_lost:
+                    self.commit_nv()  # a dropped link is not a power cut: the cells keep what was written
+            finally:
+                self._release()
 
     def __enter__(self) -> Board:
         return self
@@ -208,26 +238,19 @@ class Board:
         self.close()
 
     def _acquire(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fh = (self.directory / f"{self.name}.lock").open("w", encoding="ascii")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise RuntimeError(f"simulated board {self.name!r} is in use by another process") from None
-        self._lock_fh = fh
+        self._lock_fh = claim_board(self.directory, self.name)
 
     def _release(self) -> None:
         if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
-            self._lock_fh.close()
+            release_board(self._lock_fh)
             self._lock_fh = None
 
     # -- persistence --------------------------------------------------------------------------
     def commit_nv(self) -> None:
         """Write the NV state to its file now (atomic). OTP/config/KS writes call this at once."""
-        self.store.save(self.nv)
-        self._flash_dirty = 0
+        with self.lock:
+            self.store.save(self.nv)
+            self._flash_dirty = 0
 
     def flash_written(self) -> None:
         """Flash programs are batched: saved every 256 programs and at ``commit_nv``/``close``."""
@@ -323,6 +346,10 @@ class Board:
 
     def read_memory(self, addr: int, length: int, master: Master = Master.DEBUGGER) -> bytes:
         """Read ``length`` bytes as ``master``; MMIO is accessed in naturally aligned words."""
+        with self.lock:
+            return self._read_memory(addr, length, master)
+
+    def _read_memory(self, addr: int, length: int, master: Master) -> bytes:
         if master is Master.DEBUGGER:
             self._check_debugger(addr)
         if _inside(addr, length, memmap.SRAM_BASE, memmap.SRAM_SIZE):
@@ -340,6 +367,10 @@ class Board:
 
     def write_memory(self, addr: int, data: bytes, master: Master = Master.DEBUGGER) -> None:
         """Write bytes as ``master``. Flash is not writable on the bus: use the FMC."""
+        with self.lock:
+            self._write_memory(addr, data, master)
+
+    def _write_memory(self, addr: int, data: bytes, master: Master) -> None:
         if master is Master.DEBUGGER:
             self._check_debugger(addr)
         if _inside(addr, len(data), memmap.SRAM_BASE, memmap.SRAM_SIZE):
@@ -383,6 +414,10 @@ class Board:
         """System reset (power-on, AIRCR.SYSRESETREQ, probe nRESET). SRAM keeps its content,
         volatile peripheral state is cleared, then the boot ROM runs. ``halt`` (vector catch)
         leaves the core halted on the first instruction the boot ROM would hand over to."""
+        with self.lock:
+            self._reset(halt)
+
+    def _reset(self, halt: bool) -> None:
         self._locked_at_reset = self.secure_locked or self.all_locked
         self.fmc.reset()
         self.keystore.reset()
@@ -422,25 +457,34 @@ class Board:
 
     def halt(self) -> None:
         """Debug halt (C_HALT). A locked-up core halts too, as on the part."""
-        self.state = CoreState.HALTED
+        with self.lock:
+            self.state = CoreState.HALTED
 
     def resume(self) -> None:
-        self.state = CoreState.RUNNING
+        with self.lock:
+            self.state = CoreState.RUNNING
 
     def run(self, max_instructions: int) -> RunResult | None:
         """Run the core for up to ``max_instructions`` if it is running; None if it was not.
 
         BKPT and FPB breakpoints halt the core (debug state); faults lock it up.
         """
-        if self.state is not CoreState.RUNNING or self.link_down:
-            return None
-        result = self.cpu.run(max_instructions)
-        if result.reason in (StopReason.BKPT, StopReason.BREAKPOINT, StopReason.STEP):
-            self.state = CoreState.HALTED
-        elif result.reason is StopReason.FAULT:
-            self.state = CoreState.LOCKUP
-        self.last_stop = result
-        return result
+        with self.lock:
+            if self.state is not CoreState.RUNNING or self.link_down:
+                return None
+            result = self.cpu.run(max_instructions)
+            if result.reason in (StopReason.BKPT, StopReason.BREAKPOINT, StopReason.STEP):
+                self.state = CoreState.HALTED
+            elif result.reason is StopReason.FAULT:
+                self.state = CoreState.LOCKUP
+            self.last_stop = result
+            return result
+
+    @property
+    def otp_program_counts(self) -> list[int]:
+        """Per OTP entry, the most PROGRAMs any of its words received (persisted; see
+        ``NvState.program_counts`` for per-word and lock-word counts)."""
+        return self.nv.program_counts.per_entry()
 
 
 def _inside(addr: int, length: int, base: int, size: int) -> bool:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from nusec.board.protocol import BootFailReason, boot_fail_frame
 from nusec.sim import memmap
 from nusec.sim.board import Board, CoreState
+from nusec.sim.nvstate import BootRecord
 
 APP_SLOT_BASE = memmap.FLASH_BASE
 APP_SLOT_SIZE = 0x4_0000  # 256 KiB: imgtool --slot-size 0x40000
@@ -182,6 +183,8 @@ def secure_boot(board: Board) -> None:
     board.cpu.reset_registers(image.initial_sp, image.reset_vector & ~1)
     board.state = CoreState.RUNNING
     _REPORTS[board] = BootReport(True, None, "image verified", image)
+    major, minor, rev, build = image.version
+    board.nv.last_boot = BootRecord(True, None, "image verified", f"{major}.{minor}.{rev}+{build}")
 
 
 def _refuse(board: Board, exc: ImageRejected) -> None:
@@ -190,6 +193,7 @@ def _refuse(board: Board, exc: ImageRejected) -> None:
     board.cpu.reset_registers(0, APP_SLOT_BASE)
     board.enter_lockup(f"secure boot refused the image: {exc}")
     _REPORTS[board] = BootReport(False, exc.reason, str(exc), None)
+    board.nv.last_boot = BootRecord(False, exc.reason.name, str(exc), None)
     try:
         uart = uart_of(board)
     except RuntimeError:
@@ -200,7 +204,8 @@ def _refuse(board: Board, exc: ImageRejected) -> None:
 
 
 def last_boot(board: Board) -> BootReport | None:
-    """What secure boot decided at the board's last reset."""
+    """What secure boot decided at the board's last reset (``board.nv.last_boot`` keeps a summary
+    in the state file, saved with the board's next NV write or when it closes)."""
     return _REPORTS.get(board)
 
 

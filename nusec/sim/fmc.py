@@ -158,12 +158,31 @@ class Fmc(WordDevice):
         else:
             raise IspFail(f"no ISP target at 0x{addr:08x}")
 
+    def _count_otp_program(self, addr: int) -> bool:
+        """Count a PROGRAM that reaches an OTP data or lock word (``NvState.program_counts``)."""
+        counts = self.board.nv.program_counts
+        if memmap.OTP_BASE <= addr < memmap.OTP_BASE + memmap.OTP_SIZE:
+            counts.otp_words[(addr - memmap.OTP_BASE) // 4] += 1
+            return True
+        if memmap.OTP_LOCK_BASE <= addr < memmap.OTP_LOCK_BASE + memmap.OTP_LOCK_SIZE:
+            counts.otp_locks[(addr - memmap.OTP_LOCK_BASE) // 4] += 1
+            return True
+        return False
+
     def _program(self, addr: int, words: list[int]) -> None:
+        counted = False
         for i in range(len(words)):
-            self._check_program(addr + 4 * i)
-        fault = self.board.faults.count_program()
-        if fault == "fail":
-            raise IspFail("injected program failure")
+            counted = self._count_otp_program(addr + 4 * i) or counted
+        try:
+            for i in range(len(words)):
+                self._check_program(addr + 4 * i)
+            fault = self.board.faults.count_program()
+            if fault == "fail":
+                raise IspFail("injected program failure")
+        except IspFail:
+            if counted:
+                self.board.commit_nv()  # the attempt is on record even though no cell changed
+            raise
         for i, data in enumerate(words):
             buf, off = self._locate(addr + 4 * i)
             old = int.from_bytes(buf[off : off + 4], "little")

@@ -2,8 +2,14 @@
 and the one JSON file per board that holds it across "power cycles".
 
 Writes go to a temporary file that is fsync'ed and renamed over the old one, so an interrupted
-run leaves either the previous or the new state, never a torn file. The file is the silicon: it
-holds KeyStore keys in clear, so treat a simulator directory like a board on the bench.
+run leaves either the previous or the new state, never a torn file (``NUSEC_SIM_FSYNC=0`` keeps
+the rename but skips the fsyncs: for test suites, where a machine crash is not the fault being
+modelled). The file is the silicon: it holds KeyStore keys in clear, so treat a simulator
+directory like a board on the bench.
+
+Besides the cells, the file keeps the simulator's own bookkeeping, which no register exposes:
+how many PROGRAM commands reached each OTP word and lock word (``program_counts``) and what
+secure boot decided at the last reset (``last_boot``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ STATE_VERSION = 1
 KS_SRAM_SLOTS = 32
 KS_FLASH_SLOTS = 32
 KS_OTP_SLOTS = 15
+OTP_WORDS = memmap.OTP_SIZE // 4
+FSYNC_ENV = "NUSEC_SIM_FSYNC"
+
+
+def fsync_enabled() -> bool:
+    """False only when ``$NUSEC_SIM_FSYNC`` is ``0``: the default stays durable."""
+    return os.environ.get(FSYNC_ENV, "1").strip() != "0"
 
 
 def default_sim_dir() -> Path:
@@ -59,6 +72,63 @@ def _blank_config() -> bytearray:
 
 
 @dataclass
+class ProgramCounts:
+    """PROGRAM/PROGRAM_64 commands that reached each OTP data word and each OTP lock word, whether
+    the FMC accepted them or refused them (ISPFF): a count above 1 means something tried to write
+    a write-once word twice, which is what a resumed provisioning run must never do."""
+
+    otp_words: list[int] = field(default_factory=lambda: [0] * OTP_WORDS)
+    otp_locks: list[int] = field(default_factory=lambda: [0] * memmap.OTP_ENTRIES)
+
+    def per_entry(self) -> list[int]:
+        """For each of the 256 entries, the most times any one of its two data words was
+        programmed: ``max(per_entry()) <= 1`` proves no entry was written twice."""
+        return [max(self.otp_words[2 * n], self.otp_words[2 * n + 1]) for n in range(memmap.OTP_ENTRIES)]
+
+    def to_json(self) -> dict[str, list[int]]:
+        return {"otp_words": list(self.otp_words), "otp_locks": list(self.otp_locks)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any] | None) -> ProgramCounts:
+        if obj is None:
+            return cls()  # a state file from before the counters existed
+        words, locks = obj.get("otp_words"), obj.get("otp_locks")
+        if (
+            not isinstance(words, list)
+            or not isinstance(locks, list)
+            or len(words) != OTP_WORDS
+            or len(locks) != memmap.OTP_ENTRIES
+            or not all(isinstance(v, int) and v >= 0 for v in (*words, *locks))
+        ):
+            raise ValueError("simulator state has malformed program_counts")
+        return cls(list(words), list(locks))
+
+
+@dataclass(frozen=True)
+class BootRecord:
+    """What the boot ROM decided at the last reset, kept so tools can report it offline."""
+
+    booted: bool
+    reason: str | None  # BootFailReason name when refused
+    detail: str
+    image_version: str | None  # "major.minor.revision+build" of the image it ran
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "booted": self.booted,
+            "reason": self.reason,
+            "detail": self.detail,
+            "image_version": self.image_version,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any] | None) -> BootRecord | None:
+        if obj is None:
+            return None
+        return cls(bool(obj["booted"]), obj.get("reason"), str(obj["detail"]), obj.get("image_version"))
+
+
+@dataclass
 class NvState:
     """Everything that survives a power cycle. Blank flash/OTP read all-ones."""
 
@@ -68,6 +138,8 @@ class NvState:
     config: bytearray = field(default_factory=_blank_config)
     ks_flash: list[KsKey | None] = field(default_factory=lambda: [None] * KS_FLASH_SLOTS)
     ks_otp: list[KsKey | None] = field(default_factory=lambda: [None] * KS_OTP_SLOTS)
+    program_counts: ProgramCounts = field(default_factory=ProgramCounts)
+    last_boot: BootRecord | None = None
 
     def to_json(self, board: str) -> dict[str, Any]:
         pages: dict[str, str] = {}
@@ -85,6 +157,8 @@ class NvState:
             "config": self.config.hex(),
             "ks_flash": [k.to_json() if k else None for k in self.ks_flash],
             "ks_otp": [k.to_json() if k else None for k in self.ks_otp],
+            "program_counts": self.program_counts.to_json(),
+            "last_boot": self.last_boot.to_json() if self.last_boot else None,
         }
 
     @classmethod
@@ -109,6 +183,8 @@ class NvState:
             raise ValueError("simulator state has OTP/config areas of the wrong size")
         st.ks_flash = [KsKey.from_json(k) if k else None for k in obj["ks_flash"]]
         st.ks_otp = [KsKey.from_json(k) if k else None for k in obj["ks_otp"]]
+        st.program_counts = ProgramCounts.from_json(obj.get("program_counts"))
+        st.last_boot = BootRecord.from_json(obj.get("last_boot"))
         return st
 
 
@@ -133,7 +209,9 @@ class NvStore:
             return NvState.from_json(json.load(fh))
 
     def save(self, state: NvState) -> None:
-        """Atomically replace the state file (temp file, fsync, rename, fsync dir)."""
+        """Atomically replace the state file (temp file, fsync, rename, fsync dir; the fsyncs are
+        skipped when ``fsync_enabled()`` is false, the rename never is)."""
+        durable = fsync_enabled()
         self.directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps(state.to_json(self.board), separators=(",", ":")).encode("ascii")
         fd, tmp = tempfile.mkstemp(prefix=f".{self.board}.", suffix=".tmp", dir=self.directory)
@@ -141,11 +219,14 @@ class NvStore:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if not durable:
+            return
         dfd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dfd)

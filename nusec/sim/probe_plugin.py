@@ -204,14 +204,16 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
 
     # -- transfers ----------------------------------------------------------------------------
     def transfer(self, fn: Callable[[Board], T]) -> T:
-        """One probe transfer: counted for fault injection, errors mapped to pyocd's."""
+        """One probe transfer: counted for fault injection, errors mapped to pyocd's. It holds
+        the board's lock, so a UART server thread on the same board waits between run slices."""
         with self._access:
             board = self.board
             if board is None:
                 raise exceptions.ProbeError("simulated probe is not open")
-            if board.faults.count_transfer():
-                board.link_down = True
-            return _board_call(lambda: fn(board))
+            with board.lock:
+                if board.faults.count_transfer():
+                    board.link_down = True
+                return _board_call(lambda: fn(board))
 
     def _link_check(self, board: Board) -> None:
         if board.link_down:

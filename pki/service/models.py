@@ -21,7 +21,10 @@ class BoardProgress(ServiceBase):
     """One row per registered board: its state in the provisioning state machine."""
 
     __tablename__ = "svc_board"
-    __table_args__ = (UniqueConstraint("cert_serial", name="uq_svc_board_cert_serial"),)
+    __table_args__ = (
+        UniqueConstraint("cert_serial", name="uq_svc_board_cert_serial"),
+        UniqueConstraint("sb_batch_ref", name="uq_svc_board_sb_batch_ref"),
+    )
 
     uid: Mapped[str] = mapped_column(String(24), primary_key=True)  # 12-byte UID, lower-case hex
     state: Mapped[str] = mapped_column(String(32))
@@ -33,6 +36,8 @@ class BoardProgress(ServiceBase):
     cert_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     sb_key_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sb_public_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # "batch:<batch id>:<index>" when the key was imported from a bulk OTP batch (one image, one board)
+    sb_batch_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
     aes_key_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 

@@ -22,14 +22,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pki import store
 from pki.ca import BOARD_IDENTITY, Role, issue_board_certificate_from_csr, load_csr
-from pki.errors import PkiError
+from pki.errors import KeyNotFoundError, PkiError, UnwrapError
 from pki.hsm import KeyPolicy
+from pki.hsm.batch_import import import_batch_key
 from pki.service import audit, firmware
 from pki.service.auth import Principal, check_role, principal_from_scope
+from pki.service.batch_keys import BatchKeyRef, check_batch_import
 from pki.service.context import ServiceContext
 from pki.service.models import AuditRow, BoardProgress, BoardStep, FirmwareSigning, KeyAgreement
 from pki.service.problems import Problem, from_pki_error, problem_responses
@@ -52,6 +55,7 @@ from pki.service.schemas import (
     ReportedStep,
     ReportStep,
     SecureBootKey,
+    SecureBootKeyImport,
     StepRecord,
 )
 from pki.signature import raw_to_der
@@ -401,6 +405,134 @@ def build_router(ctx: ServiceContext) -> APIRouter:
                 return _sb_answer(uid, der, created=True)
         except (Problem, PkiError) as exc:
             raise refused(who, "secure-boot-key", uid, exc) from None
+
+    @router.post(
+        "/boards/{uid}/secure-boot-key/import",
+        response_model=SecureBootKey,
+        responses=problem_responses(401, 403, 404, 409, 422, 503),
+    )
+    def import_secure_boot_key(
+        uid: Uid, body: SecureBootKeyImport, who: Operator, _key: IdempotencyKey = None
+    ) -> SecureBootKey:
+        """Import the board's secure-boot key from a sealed bulk OTP batch image into the HSM
+        (unwrapped inside the HSM only); same answer as POST /secure-boot-key."""
+        uid, raw_uid = _uid(uid)
+        try:
+            with ctx.board_locks.hold(uid):
+                return _import_sb_key(uid, raw_uid, body, who)
+        except (Problem, PkiError) as exc:
+            raise refused(who, "secure-boot-key-import", uid, exc) from None
+
+    def _import_sb_key(uid: str, raw_uid: bytes, body: SecureBootKeyImport, who: Principal) -> SecureBootKey:
+        with ctx.sessions() as session:
+            board = load_board(session, uid)
+            require_state(board, BoardState.CERTIFIED, "a secure-boot key")
+            current_der, current_ref = board.sb_public_der, board.sb_batch_ref
+        ref = check_batch_import(
+            ctx.backend,
+            uid=raw_uid,
+            root_cert=ctx.root_cert,
+            ica_cert=ctx.ica_cert,
+            batch_json=body.batch_json,
+            seal_statement=body.seal.statement,
+            seal_signature=bytes.fromhex(body.seal.signature),
+            line=body.line,
+            path=[bytes.fromhex(p) for p in body.path],
+        )
+        der = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), ref.sb_pub).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if current_der is not None:
+            if current_der == der and current_ref == ref.ref:
+                return _sb_answer(uid, der, created=False)
+            raise Problem(
+                409,
+                "secure-boot-key-exists",
+                "Board has another secure-boot key",
+                f"board {uid} already has a different secure-boot key",
+            )
+        with ctx.sessions() as session:
+            other = session.execute(
+                select(BoardProgress.uid).where(BoardProgress.sb_batch_ref == ref.ref)
+            ).scalar_one_or_none()
+        if other is not None:
+            raise Problem(
+                409,
+                "batch-image-taken",
+                "Batch image taken",
+                f"batch image {ref.index} belongs to board {other}",
+            )
+        label = _sb_label(uid)
+        imported = _import_into_hsm(label, ref)
+        try:
+            with ctx.write() as session:
+                board = load_board(session, uid)
+                board.sb_key_label = label
+                board.sb_public_der = der
+                board.sb_batch_ref = ref.ref
+                _advance(board, BoardState.SECURE_BOOT_KEY)
+                _step(session, uid, BoardState.SECURE_BOOT_KEY.value, who, ref.ref)
+                audit.append(
+                    session,
+                    actor=who.name,
+                    role=who.role.value,
+                    action="secure-boot-key-import",
+                    subject=uid,
+                    detail={
+                        "label": label,
+                        "public_sha256": hashlib.sha256(der).hexdigest(),
+                        "batch_id": ref.batch_id,
+                        "index": ref.index,
+                    },
+                )
+        except IntegrityError:  # another board took the same image between the check and now
+            if imported:
+                ctx.backend.destroy_keypair(label)
+            raise Problem(
+                409,
+                "batch-image-taken",
+                "Batch image taken",
+                f"batch image {ref.index} belongs to another board",
+            ) from None
+        return _sb_answer(uid, der, created=True)
+
+    def _import_into_hsm(label: str, ref: BatchKeyRef) -> bool:
+        """Unwrap the image's key into the HSM as ``label``; True if this call made it (False: it
+        was already there from a run that died before its commit, with the same public key)."""
+        existing = ctx.backend.find_ec_keypair(label)
+        if existing is not None:
+            if existing.public_point != ref.sb_pub:
+                raise Problem(
+                    409,
+                    "secure-boot-key-exists",
+                    "Board has another secure-boot key",
+                    f"the HSM already holds a different key labelled {label}",
+                )
+            return False
+        try:
+            import_batch_key(
+                ctx.backend,
+                kek_label=ref.kek_label,
+                wrapped_dek=ref.wrapped_dek,
+                wrapped_key=ref.wrapped_key,
+                public_point=ref.sb_pub,
+                label=label,
+            )
+        except KeyNotFoundError:
+            raise Problem(
+                422,
+                "batch-not-trusted",
+                "Batch not trusted",
+                f"the batch KEK {ref.kek_label!r} is not a key on this service's HSM",
+            ) from None
+        except UnwrapError:
+            raise Problem(
+                422,
+                "batch-key-refused",
+                "Batch key refused",
+                f"batch image {ref.index}: the wrapped key does not unwrap to its public key",
+            ) from None
+        return True
 
     @router.get(
         "/boards/{uid}/secure-boot-key",

@@ -7,7 +7,7 @@ field is refused by validation (422 problem) before any handler or HSM sees it.
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,7 @@ RawSigHex = Annotated[
     str, Field(pattern=r"^[0-9A-Fa-f]{128}$", description="ECDSA P-256 signature, raw r||s (64 bytes) as hex")
 ]
 BlockHex = Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{32}$", description="16 bytes as hex")]
+HashHex = Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{64}$", description="SHA-256 value (32 bytes) as hex")]
 
 
 class Strict(BaseModel):
@@ -102,6 +103,24 @@ class SecureBootKey(Strict):
     public_key_pem: str = Field(description="SubjectPublicKeyInfo, PEM (imgtool verify -k)")
     public_xy_hex: str = Field(description="X||Y (64 bytes) as hex: the OTP entries 17-24 value")
     created: bool = Field(description="true only on the request that made the key")
+
+
+class BatchSeal(Strict):
+    statement: dict[str, Any] = Field(description="the seal statement of seal.json (nusec-otp-seal/1)")
+    signature: str = Field(
+        pattern=r"^[0-9A-Fa-f]{16,160}$", description="DER ECDSA signature of the statement, hex"
+    )
+
+
+class SecureBootKeyImport(Strict):
+    """One image of a bulk OTP batch (docs/otp-batch.md), with what proves it belongs to a sealed batch."""
+
+    batch_json: str = Field(min_length=2, max_length=32768, description="the batch's batch.json, verbatim")
+    seal: BatchSeal
+    line: str = Field(
+        min_length=2, max_length=2048, description="the image's manifest line, verbatim (no newline)"
+    )
+    path: list[HashHex] = Field(max_length=64, description="Merkle audit path of the line, leaf level first")
 
 
 class KeyAgreementRequest(Strict):

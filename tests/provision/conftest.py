@@ -55,6 +55,7 @@ def sim_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d.mkdir()
     monkeypatch.setenv("NUSEC_SIM_DIR", str(d))
     monkeypatch.delenv("NUSEC_SIM_FAULTS", raising=False)
+    monkeypatch.setenv("NUSEC_SIM_FSYNC", "0")
     return d
 
 

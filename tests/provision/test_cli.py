@@ -120,10 +120,10 @@ def test_process_kill_then_resume(
     assert json.loads(inspect.stdout.strip().splitlines()[-1])["boards"][0]["locked"] is True
 
 
-def test_batch_mode_is_refused_before_anything_is_written(
+def test_batch_mode_without_a_sealed_batch_is_refused_before_anything_is_written(
     service: ServiceHandle, pki_files: Pki, sim_dir: Path, tmp_path: Path
 ) -> None:
-    (tmp_path / "batch").mkdir()
+    (tmp_path / "batch").mkdir()  # not a batch folder (no batch.json)
     args = [
         *_args(service, pki_files, tmp_path / "j", "sim:bm1"),
         "--mode",
@@ -132,7 +132,7 @@ def test_batch_mode_is_refused_before_anything_is_written(
         str(tmp_path / "batch"),
     ]
     out = _nusec(args, sim_dir)
-    assert out.returncode == 2 and "--mode batch is not available yet" in out.stderr
+    assert out.returncode == 2 and "not a batch folder" in out.stderr, out.stderr
     assert not (sim_dir / "bm1.json").exists()
 
 
