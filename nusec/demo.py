@@ -1,7 +1,8 @@
 """The main job end to end on embedded defaults, as one straight function of visible stages.
 
-ceremony (rehearsal SoftHSM2 token) -> OEM service on loopback (HTTPS, mutual TLS, SQLite) ->
-provision simulated boards through pyocd -> inspect them -> bulk OTP batch. Every artifact lands
+ceremony (rehearsal SoftHSM2 token) -> bulk OTP batch -> OEM service on loopback (HTTPS, mutual
+TLS, SQLite) -> provision simulated boards through pyocd (online, and one from the batch) ->
+inspect them. Every artifact lands
 in one work folder and is named in the summary, so it can be checked with OpenSSL and imgtool.
 
 The demo is a rehearsal: its token, PINs and keys are throwaway, and the ICA key the service
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from cryptography import x509
 
 MARKER = ".nusec-demo"
 DEFAULT_BOARDS = ("demo-b1", "demo-b2")
+BATCH_KEK = "nusec-batch-kek"
+BATCH_SEAL = "nusec-batch-seal"
 FIRMWARE = Path(__file__).resolve().parent / "board" / "bin" / "firmware.bin"
 
 
@@ -71,6 +74,7 @@ def run_demo(
     *,
     boards: tuple[str, ...] = DEFAULT_BOARDS,
     batch_count: int = 1000,
+    batch_board: str | None = "demo-batch1",
     say: Callable[[str], None] = lambda _m: None,
 ) -> DemoSummary:
     from ceremony.config import default_rehearsal_config
@@ -97,83 +101,80 @@ def run_demo(
     env = token.environ()
     os.environ.update(env)  # the PKCS#11 library in this process reads SOFTHSM2_CONF from here
 
-    say("2/5 OEM service on 127.0.0.1 (HTTPS, mutual TLS, SQLite)")
-    ica_cert = x509.load_pem_x509_certificate(cer.ica_cert.read_bytes())
-    root_cert = x509.load_pem_x509_certificate(cer.root_cert.read_bytes())
     from pki.hsm import Pkcs11Backend
 
+    ica_cert = x509.load_pem_x509_certificate(cer.ica_cert.read_bytes())
+    root_cert = x509.load_pem_x509_certificate(cer.root_cert.read_bytes())
     backend = Pkcs11Backend.from_uri(token.uri(cer.ica_key_label))
     try:
-        creds = issue_service_credentials(
-            Issuer(backend, cer.ica_key_label, ica_cert), root_cert, workdir / "tls"
-        )
-        config = ServiceConfig(
-            hsm_uri=token.uri(cer.ica_key_label),
-            root_cert=cer.root_cert,
-            ica_cert=cer.ica_cert,
-            tls_cert=creds.server_cert,
-            tls_key=creds.server_key,
-            db_url=f"sqlite:///{workdir / 'service.db'}",
-            port=0,
-        )
-    finally:
-        backend.close()
-    service = run_in_background(config, env=env)
-    try:
-        say(f"    service at {service.url}")
-        say(f"3/5 provision {len(boards)} simulated boards through pyocd: {', '.join(boards)}")
-        sim_dir = workdir / "sim"
-        sim_dir.mkdir()
-        os.environ["NUSEC_SIM_DIR"] = str(sim_dir)
-        tls = TlsConfig(client_cert=creds.operator.cert, client_key=creds.operator.key, ca=cer.root_cert)
-        opts = RunOptions(
-            server_url=service.url, firmware_path=FIRMWARE, tls=tls, journal_dir=workdir / "journal"
-        )
-        probes = [f"sim:{b}" for b in boards]
-        results = provision_boards(probes, opts)
-        failed = [r for r in results if not r.ok]
-        if failed:
-            raise DemoError("; ".join(f"provision {r.probe}: {r.error}" for r in failed))
-
-        say("4/5 inspect the provisioned boards")
-        for r in results:
-            report = inspect_board(r.probe, ca=cer.root_cert, journal_dir=workdir / "journal")
-            summary.boards.append(
-                {
-                    "uid": r.uid,
-                    "probe": r.probe,
-                    "board_cert": str(r.board_cert),
-                    "otp_dump": str(r.otp_dump),
-                    "firmware_signed": str(r.firmware_signed),
-                    "secure_boot_pub": str(r.secure_boot_pub),
-                    "locked": r.locked,
-                    "key_confirmed": r.key_confirmed,
-                    "inspect_ok": report.ok,
-                }
-            )
-    finally:
-        service.stop()
-
-    say(f"5/5 bulk OTP batch of {batch_count} images (native core, HSM-wrapped keys, sealed)")
-    backend = Pkcs11Backend.from_uri(token.uri(cer.ica_key_label))
-    try:
-        ensure_batch_keys(backend, "nusec-batch-kek", "nusec-batch-seal")
+        say(f"2/5 bulk OTP batch of {batch_count} images (native core, HSM-wrapped keys, sealed)")
+        ensure_batch_keys(backend, BATCH_KEK, BATCH_SEAL)
         spec = spec_from_dict(
             {
                 "count": batch_count,
                 "root_cert": str(cer.root_cert),
                 "ica_cert": str(cer.ica_cert),
-                "hsm": {
-                    "uri": token.uri(),
-                    "kek_label": "nusec-batch-kek",
-                    "signer_label": "nusec-batch-seal",
-                },
+                "hsm": {"uri": token.uri(), "kek_label": BATCH_KEK, "signer_label": BATCH_SEAL},
             },
             workdir,
         )
-        result = build_batch(spec, workdir / "batch", backend)
+        batch = build_batch(spec, workdir / "batch", backend)
+        summary.batch, summary.batch_images = batch.batch_dir, batch.count
+
+        ica = Issuer(backend, cer.ica_key_label, ica_cert)
+        creds = issue_service_credentials(ica, root_cert, workdir / "tls")
     finally:
         backend.close()
-    summary.batch = workdir / "batch"
-    summary.batch_images = result.count
+
+    say("3/5 OEM service on 127.0.0.1 (HTTPS, mutual TLS, SQLite)")
+    config = ServiceConfig(
+        hsm_uri=token.uri(cer.ica_key_label),
+        root_cert=cer.root_cert,
+        ica_cert=cer.ica_cert,
+        tls_cert=creds.server_cert,
+        tls_key=creds.server_key,
+        db_url=f"sqlite:///{workdir / 'service.db'}",
+        port=0,
+    )
+    service = run_in_background(config, env=env)
+    try:
+        say(f"    service at {service.url}")
+        sim_dir = workdir / "sim"
+        sim_dir.mkdir()
+        os.environ["NUSEC_SIM_DIR"] = str(sim_dir)
+        tls = TlsConfig(client_cert=creds.operator.cert, client_key=creds.operator.key, ca=cer.root_cert)
+        journal = workdir / "journal"
+        online = RunOptions(server_url=service.url, firmware_path=FIRMWARE, tls=tls, journal_dir=journal)
+        from_batch = replace(online, mode="batch", batch_dir=summary.batch)
+        probes = [f"sim:{b}" for b in boards]
+        say(f"4/5 provision simulated boards through pyocd: {', '.join(probes)} (online, in parallel)")
+        results = [(r, "online") for r in provision_boards(probes, online)]
+        if batch_board:
+            say(f"    and sim:{batch_board} from the bulk batch (--mode batch)")
+            results += [(r, "batch") for r in provision_boards([f"sim:{batch_board}"], from_batch)]
+        failed = [r for r, _ in results if not r.ok]
+        if failed:
+            raise DemoError("; ".join(f"provision {r.probe}: {r.error}" for r in failed))
+    finally:
+        service.stop()
+
+    say("5/5 inspect every board (read back OTP, lock state, certificates; checked against the chain)")
+    for r, mode in results:
+        report = inspect_board(r.probe, ca=cer.root_cert, journal_dir=journal)
+        if not report.ok:
+            raise DemoError(f"inspect {r.probe}: the board does not check out")
+        summary.boards.append(
+            {
+                "uid": r.uid,
+                "probe": r.probe,
+                "mode": mode,
+                "board_cert": str(r.board_cert),
+                "otp_dump": str(r.otp_dump),
+                "firmware_signed": str(r.firmware_signed),
+                "secure_boot_pub": str(r.secure_boot_pub),
+                "locked": r.locked,
+                "key_confirmed": r.key_confirmed,
+                "inspect_ok": report.ok,
+            }
+        )
     return summary

@@ -20,7 +20,9 @@ def command(
         Path,
         typer.Option("--workdir", help="Folder for all artifacts (a previous demo folder is replaced)."),
     ] = Path("demo-out"),
-    boards: Annotated[int, typer.Option("--boards", min=1, max=8, help="Simulated boards to provision.")] = 2,
+    boards: Annotated[
+        int, typer.Option("--boards", min=1, max=8, help="Simulated boards to provision online.")
+    ] = 2,
     batch_count: Annotated[
         int, typer.Option("--batch-count", min=1, help="Images in the bulk OTP batch built at the end.")
     ] = 1000,
@@ -61,7 +63,8 @@ def command(
     typer.echo(f"  ceremony transcript  {doc['transcript']}")
     for b in doc["boards"]:
         typer.echo(
-            f"  board {b['uid']} ({b['probe']}): locked={b['locked']} key_confirmed={b['key_confirmed']}"
+            f"  board {b['uid']} ({b['probe']}, {b['mode']}): locked={b['locked']} "
+            f"key_confirmed={b['key_confirmed']}"
         )
         typer.echo(f"    board certificate  {b['board_cert']}")
         typer.echo(f"    OTP dump           {b['otp_dump']}")

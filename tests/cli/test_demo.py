@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 BIN = Path(sys.executable).parent
 
@@ -32,8 +33,9 @@ def test_summary_names_every_artifact(demo: dict[str, object]) -> None:
     for key in ("root_cert", "ica_cert", "transcript", "batch"):
         assert Path(str(demo[key])).exists(), key
     boards = demo["boards"]
-    assert isinstance(boards, list) and len(boards) == 2
-    assert len({b["uid"] for b in boards}) == 2
+    assert isinstance(boards, list) and len(boards) == 3
+    assert len({b["uid"] for b in boards}) == 3
+    assert sorted(b["mode"] for b in boards) == ["batch", "online", "online"]
     for b in boards:
         assert b["locked"] is True
         assert b["key_confirmed"] is True
@@ -86,6 +88,30 @@ def test_batch_verifies_offline(demo: dict[str, object]) -> None:
         check=False,
     )
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_batch_board_carries_the_claimed_image_key(demo: dict[str, object]) -> None:
+    """The board provisioned with --mode batch burned image 0's secure-boot key, and its OTP digest
+    (which covers everything but the board certificate) is the batch image's."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from nucore import otp
+
+    boards = demo["boards"]
+    assert isinstance(boards, list)
+    (board,) = [b for b in boards if b["mode"] == "batch"]
+    res = subprocess.run(
+        [str(BIN / "nusec"), "otp", "show", str(demo["batch"]), "--index", "0", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    image = json.loads(res.stdout.strip().splitlines()[-1])
+    burned = otp.parse(Path(board["otp_dump"]).read_bytes())
+    assert burned.secure_boot_pub.hex() == image["secure_boot_pub"]
+    assert burned.digest.hex() == image["digest"] and burned.digest_ok
+    pub = load_pem_public_key(Path(board["secure_boot_pub"]).read_bytes())
+    assert pub.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)[1:] == burned.secure_boot_pub
 
 
 def test_demo_refuses_a_foreign_nonempty_folder(tmp_path: Path) -> None:
