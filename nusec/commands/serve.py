@@ -22,7 +22,8 @@ Needs (checked before anything starts):
 - --root-cert, --ica-cert: RootCA and ICA certificates (PEM), from
   `nusec ceremony run`; served at /v1/ca/chain, trusted for clients.
 - --tls-cert, --tls-key: server certificate issued by the ICA (its
-  subjectAltName names the listen address) and its PEM key.
+  subjectAltName names the listen address) and its PEM key; make them
+  with `nusec pki server-cert` (operators: `nusec pki operator-cert`).
 - --db-url: SQLAlchemy URL (default SQLite file; PostgreSQL works).
   Alembic migrations run to head at every start.
 

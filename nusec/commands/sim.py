@@ -202,10 +202,12 @@ def uart_command(
 ) -> None:
     """Power the board on (it secure-boots its firmware) and serve its UART0 until Ctrl-C.
 
-    Prints the address to open: a /dev/pts/N path (`--pty`) or `socket://127.0.0.1:PORT` (`--tcp`).
-    Point `nusec provision --uart sim:b1=ADDRESS`, pyserial or a terminal at it. The board is busy
-    (held by this process) while it serves, as a board wired to one host is. Example:
-    `nusec sim uart b1 --tcp 5555`, then `python -m serial.tools.miniterm socket://127.0.0.1:5555`.
+    Prints the address to open: a /dev/pts/N path (`--pty`) or `socket://127.0.0.1:PORT` (`--tcp`),
+    for a terminal, pyserial, `nusec.board.channel.BoardChannel.open(ADDRESS)` or an OEM's own host
+    tool. The board is busy (held by this process) while it serves, so pyocd and `nusec provision
+    --probe sim:NAME` cannot open it meanwhile; they reach a simulated board's UART in-process by
+    themselves. Example: `nusec sim uart b1 --tcp 5555`, then
+    `python -m serial.tools.miniterm socket://127.0.0.1:5555`.
     """
     from nusec.sim import boards
     from nusec.sim.board import Board

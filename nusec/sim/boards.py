@@ -71,9 +71,20 @@ def load_state(name: str, directory: Path) -> NvState:
 
 
 def in_use(name: str, directory: Path) -> bool:
-    """True when another process holds the board (a shared, non-blocking probe of its file lock)."""
+    """True when a process holds the board's file lock. Read from ``/proc/locks`` where there is
+    one, so asking never takes the lock (a probe could make a concurrent open fail as busy)."""
     path = directory / f"{name}.lock"
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    proc_locks = Path("/proc/locks")
+    if proc_locks.is_file():
+        ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        for line in proc_locks.read_text(encoding="ascii", errors="replace").splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == ident:
+                return True
         return False
     with path.open("r", encoding="ascii") as fh:
         try:

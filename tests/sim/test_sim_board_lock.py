@@ -19,7 +19,14 @@ from nusec.sim import memmap
 from nusec.sim.board import Board
 from nusec.sim.cpu import RunResult
 from nusec.sim.uart import UartServer
-from tests.sim.firmware_board import FIRMWARE, burn_rotpk, imgtool_sign, make_identity_key, program, write_key_pem
+from tests.sim.firmware_board import (
+    FIRMWARE,
+    burn_rotpk,
+    imgtool_sign,
+    make_identity_key,
+    program,
+    write_key_pem,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +88,13 @@ def test_pyocd_session_and_uart_server_never_run_the_core_at_once(booting_board:
                 runners.add(threading.current_thread().name)
             try:
                 time.sleep(0.0005)  # widen the window a racing thread would hit
-                return real_run(n)
+                result: RunResult = real_run(n)
+                return result
             finally:
                 with guard:
                     active -= 1
 
-        board.cpu.run = tracked_run  # type: ignore[method-assign]
+        board.cpu.run = tracked_run
         answers: list[str] = []
         errors: list[BaseException] = []
 

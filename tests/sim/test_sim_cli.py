@@ -62,9 +62,7 @@ def signed_image(tmp_path_factory: pytest.TempPathFactory) -> tuple[ec.EllipticC
     return key, imgtool_sign(FIRMWARE, d / "signed.bin", write_key_pem(key, d / "sb.pem"))
 
 
-def make_booting_board(
-    sim_dir: Path, name: str, signed: tuple[ec.EllipticCurvePrivateKey, bytes]
-) -> bytes:
+def make_booting_board(sim_dir: Path, name: str, signed: tuple[ec.EllipticCurvePrivateKey, bytes]) -> bytes:
     """A board with the SecureBoot key, the signed firmware and an identity key, powered off.
     Returns the identity key's bits as the state file holds them (to prove nobody prints them)."""
     key, image = signed
@@ -92,9 +90,14 @@ def uart_server(sim_dir: Path) -> Iterator[list[subprocess.Popen[str]]]:
         p.stderr.close()
 
 
-def start_uart(procs: list[subprocess.Popen[str]], *args: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
+def start_uart(
+    procs: list[subprocess.Popen[str]], *args: str
+) -> tuple[subprocess.Popen[str], dict[str, object]]:
     proc = subprocess.Popen(
-        [str(NUSEC), "sim", "uart", *args, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [str(NUSEC), "sim", "uart", *args, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     procs.append(proc)
     assert proc.stdout is not None
@@ -119,7 +122,9 @@ def test_create_list_and_refusals(sim_dir: Path) -> None:
 
     listed = nusec("list", "--json").json()
     assert listed["directory"] == str(sim_dir)
-    (row,) = listed["boards"]  # type: ignore[misc]
+    rows = listed["boards"]
+    assert isinstance(rows, list)
+    (row,) = rows
     assert row == {
         "name": "b1",
         "uid": board_uid("b1").hex(),
@@ -269,7 +274,9 @@ def test_faults_arm_fire_once_and_clear(sim_dir: Path) -> None:
     assert shown == {"fail_program": 1, "drop_link_after": 500, "fired": ["fail_program"]}
     assert NvStore(sim_dir, "f1").load().program_counts.otp_words[0] == 1  # the failed attempt counts
 
-    assert nusec("faults", "f1", "--power-loss-program", "3", "--json").json()["faults"] == {"power_loss_program": 3}
+    assert nusec("faults", "f1", "--power-loss-program", "3", "--json").json()["faults"] == {
+        "power_loss_program": 3
+    }
     with Board.open("f1", sim_dir) as board:
         assert board.faults.power_loss_program == 3 and board.faults.fail_program is None
     cleared = nusec("faults", "f1", "--clear", "--json")

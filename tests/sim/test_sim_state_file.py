@@ -25,8 +25,8 @@ def _saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], 
         renames.append((str(src), str(dst)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(nvstate.os, "fsync", spy_fsync)
-    monkeypatch.setattr(nvstate.os, "replace", spy_replace)
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
     st = NvState()
     st.otp[0:4] = b"\x00\x01\x02\x03"
     NvStore(tmp_path, "s1").save(st)
