@@ -12,7 +12,6 @@ Usage: python bench/otp_bulk.py [--count 10000] [--big 100000] [--json]
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import resource
@@ -26,42 +25,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 
 from nusec.otp_batch import build_batch, ensure_batch_keys, load_spec, read_batch_info  # noqa: E402
 from nusec.otp_batch.build import _run, _unwrap_secrets, build_chunk, init_batch  # noqa: E402
 from nusec.otp_batch.keygen import keygen_backend  # noqa: E402
 from nusec.otp_batch.reference import reference_chunk  # noqa: E402
 from pki.hsm.softhsm import softhsm_token  # noqa: E402
+from tests.otp.conftest import ca_certificate  # noqa: E402
 
 KEK, SIGNER = "bench-kek", "bench-signer"
 
 
 def _ca(d: Path) -> None:
-    now = dt.datetime.now(dt.UTC)
     root_key, ica_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-
-    def cert(
-        cn: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: ec.EllipticCurvePrivateKey
-    ) -> bytes:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(signer, hashes.SHA256())
-            .public_bytes(serialization.Encoding.PEM)
-        )
-
-    (d / "root.pem").write_bytes(cert("Bench Root", root_key, "Bench Root", root_key))
-    (d / "ica.pem").write_bytes(cert("Bench ICA", ica_key, "Bench Root", root_key))
+    root = ca_certificate("Bench Root", root_key, "Bench Root", root_key)
+    ica = ca_certificate("Bench ICA", ica_key, "Bench Root", root_key)
+    (d / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    (d / "ica.pem").write_bytes(ica.public_bytes(serialization.Encoding.PEM))
 
 
 def _spec(d: Path, token_label: str, count: int) -> Path:

@@ -26,17 +26,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 
-from pki.ca import Issuer, create_root_certificate, issue_board_certificate_from_csr, issue_ica_certificate  # noqa: E402
+from pki.ca import Issuer, issue_board_certificate_from_csr  # noqa: E402
 from pki.hsm.softhsm import SoftHsmDir  # noqa: E402
 from pki.service.config import ServiceConfig  # noqa: E402
 from pki.service.credentials import issue_service_credentials  # noqa: E402
 from pki.service.server import run_in_background  # noqa: E402
 from tests.service.board import Board  # noqa: E402
 from tests.service.client import ServiceClient  # noqa: E402
+from tests.service.conftest import make_ca  # noqa: E402
 
 TOKEN = "nusec-bench"
 
@@ -94,16 +93,7 @@ def main() -> None:
         work = Path(tmp)
         token = SoftHsmDir.create(work / "hsm").init_token(TOKEN)
         with token.open_backend() as backend:
-            backend.generate_ec_keypair("root")
-            ica_info = backend.generate_ec_keypair("ica")
-            root_cert = create_root_certificate(
-                backend, "root", x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Root")])
-            )
-            ica_cert = issue_ica_certificate(
-                Issuer(backend, "root", root_cert),
-                ica_info.public_key,
-                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench ICA")]),
-            )
+            root_cert, ica_cert = make_ca(backend, "root", "ica", "Bench")
             ica = Issuer(backend, "ica", ica_cert)
             creds = issue_service_credentials(ica, root_cert, work / "tls")
 

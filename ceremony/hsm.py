@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pki.hsm import KeyBackend
 from pki.hsm.pkcs11 import Pkcs11Backend
 from pki.hsm.softhsm import SoftHsmDir
 from pki.hsm.uri import PIN_FILE_ENV, SO_PIN_FILE_ENV, Pkcs11Uri
+
+if TYPE_CHECKING:
+    from ceremony.config import HsmSection
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,17 @@ class CeremonyToken:
     so_pin: str | None = field(repr=False)
     #: SoftHSM2 rehearsal tokens: the private SOFTHSM2_CONF to activate before opening.
     softhsm_conf: Path | None = None
+
+
+def configured_token(hsm: HsmSection, *, with_so_pin: bool) -> CeremonyToken:
+    """The production token named in the config, its PINs read from their sources now (the SO PIN
+    only for a step that needs it: marking the backup KEK trusted)."""
+    return CeremonyToken(
+        module=hsm.module,
+        label=hsm.token_label,
+        user_pin=hsm.user_pin.read("hsm.user_pin"),
+        so_pin=hsm.so_pin.read("hsm.so_pin") if with_so_pin else None,
+    )
 
 
 def open_token(token: CeremonyToken) -> KeyBackend:

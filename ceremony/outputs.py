@@ -2,7 +2,7 @@
 
 Why a staging folder and one rename: the outputs of an interrupted ceremony must never look
 like a finished one. Every file is written into ``.<directory>.partial`` next to the final
-folder (each file itself via tmp + fsync + rename), and only the last step renames the whole
+folder (each file itself via ``pki.files.write_atomic``), and only the last step renames the whole
 folder to ``outputs.directory``. The final folder must not exist before the ceremony starts
 (checked before any HSM action); a stale staging folder from an interrupted run is removed when
 the next run starts, since it was never published (and may hold custodian shares of a KEK that
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ceremony.errors import OutputExistsError
+from pki import files
 
 
 @dataclass(frozen=True)
@@ -82,21 +83,13 @@ def start_staging(plan: OutputPlan) -> bool:
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``path`` via a temporary file + fsync + rename: it exists complete, or not at all."""
+    """Write ``path`` atomically (tmp + fsync + link): it exists complete, or not at all, and an
+    existing file is never overwritten."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        raise OutputExistsError(f"{path} already exists; refusing to overwrite it")
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        files.write_atomic(path, data, mode=mode, overwrite=False)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} already exists; refusing to overwrite it") from None
 
 
 def publish(plan: OutputPlan) -> None:

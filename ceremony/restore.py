@@ -30,8 +30,9 @@ from ceremony import outputs as out
 from ceremony.backup import combine_shares, kek_check_value, read_share_file, share_fingerprint
 from ceremony.config import LoadedConfig
 from ceremony.errors import KeyExistsError, RestoreError, TranscriptError
-from ceremony.hsm import CeremonyToken, RehearsalToken, create_rehearsal_token, open_token
+from ceremony.hsm import RehearsalToken, configured_token, create_rehearsal_token, open_token
 from ceremony.run import Say, cert_sha256, tool_version
+from ceremony.summary import fields_as_dict
 from ceremony.transcript import TranscriptWriter, file_sha256, spki_sha256, verify_transcript
 from pki.hsm import KeyPolicy
 
@@ -54,18 +55,8 @@ class RestoreResult:
     rehearsal_token: RehearsalToken | None = field(default=None)
 
     def as_dict(self) -> dict[str, Any]:
-        rt = self.rehearsal_token
-        return {
-            "output_dir": str(self.output_dir),
-            "transcript": str(self.transcript),
-            "token_label": self.token_label,
-            "module": str(self.module),
-            "root_key_label": self.root_key_label,
-            "ica_key_label": self.ica_key_label,
-            "shares_used": self.shares_used,
-            "rehearsal": self.rehearsal,
-            "rehearsal_token": rt.as_dict() if rt is not None else None,
-        }
+        """JSON-ready summary (paths as strings); never contains a PIN or a share."""
+        return fields_as_dict(self)
 
 
 @dataclass(frozen=True)
@@ -175,12 +166,7 @@ def restore_keys(
             rehearsal_token = create_rehearsal_token(base / "softhsm-restore", config.hsm.token_label)
             token = rehearsal_token.as_ceremony_token()
         else:
-            token = CeremonyToken(
-                module=config.hsm.module,
-                label=config.hsm.token_label,
-                user_pin=config.hsm.user_pin.read("hsm.user_pin"),
-                so_pin=None,
-            )
+            token = configured_token(config.hsm, with_so_pin=False)
         root_pub = ceremony.root_cert.public_key()
         ica_pub = ceremony.ica_cert.public_key()
         if not isinstance(root_pub, ec.EllipticCurvePublicKey) or not isinstance(

@@ -41,7 +41,8 @@ from ceremony import outputs as out
 from ceremony.backup import CustodianShare, combine_shares, kek_check_value, share_file_text, split_kek
 from ceremony.config import CeremonyConfig, LoadedConfig, Subject
 from ceremony.errors import BackupError, CeremonyError, ConfigError, KeyExistsError
-from ceremony.hsm import CeremonyToken, RehearsalToken, create_rehearsal_token, open_token
+from ceremony.hsm import RehearsalToken, configured_token, create_rehearsal_token, open_token
+from ceremony.summary import fields_as_dict
 from ceremony.transcript import TranscriptWriter, spki_sha256
 from pki.ca import Issuer, create_root_certificate, issue_ica_certificate, lint_certificate
 from pki.hsm import KeyPolicy
@@ -79,26 +80,7 @@ class CeremonyResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (paths as strings); never contains a PIN or a share."""
-        rt = self.rehearsal_token
-        return {
-            "output_dir": str(self.output_dir),
-            "root_cert": str(self.root_cert),
-            "ica_cert": str(self.ica_cert),
-            "chain": str(self.chain),
-            "wrapped_root_key": str(self.wrapped_root_key),
-            "wrapped_ica_key": str(self.wrapped_ica_key),
-            "transcript": str(self.transcript),
-            "share_files": [str(p) for p in self.share_files],
-            "root_cert_sha256": self.root_cert_sha256,
-            "ica_cert_sha256": self.ica_cert_sha256,
-            "root_key_label": self.root_key_label,
-            "ica_key_label": self.ica_key_label,
-            "token_label": self.token_label,
-            "module": str(self.module),
-            "rehearsal": self.rehearsal,
-            "reused_keys": list(self.reused_keys),
-            "rehearsal_token": rt.as_dict() if rt is not None else None,
-        }
+        return fields_as_dict(self)
 
 
 def tool_version() -> str:
@@ -207,12 +189,7 @@ def run_ceremony(
         rehearsal_token = create_rehearsal_token(plan.final_dir.parent / "softhsm", config.hsm.token_label)
         token = rehearsal_token.as_ceremony_token()
     else:
-        token = CeremonyToken(
-            module=config.hsm.module,
-            label=config.hsm.token_label,
-            user_pin=config.hsm.user_pin.read("hsm.user_pin"),
-            so_pin=config.hsm.so_pin.read("hsm.so_pin"),
-        )
+        token = configured_token(config.hsm, with_so_pin=True)
 
     # Lock the outputs' folder, then open and log in: wrong PIN / missing token stop here.
     with out.exclusive(plan), open_token(token) as hsm:

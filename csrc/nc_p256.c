@@ -17,6 +17,8 @@
 #if NC_P256_LIMB_BITS == 64 && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(NC_P256_NO_INTRIN)
 #include <x86intrin.h> /* _addcarry_u64 / _subborrow_u64: adc/sbb chains without -m flags */
+#include <cpuid.h>
+#include <stdlib.h>
 #define NC_P256_X86_INTRIN 1
 #endif
 
@@ -66,8 +68,6 @@ static const limb R2_N[NL] = {L(0x83244c95be79eea2ULL), L(0x4699799c49bd6fa6ULL)
                               L(0x66e12d94f3d95620ULL)};
 static const limb ONE_N[NL] = {L(0x0c46353d039cdaafULL), L(0x4319055258e8617bULL),
                                L(0x0000000000000000ULL), L(0x00000000ffffffffULL)};
-static const limb PM2[NL] = {L(0xfffffffffffffffdULL), L(0x00000000ffffffffULL), L(0x0000000000000000ULL),
-                             L(0xffffffff00000001ULL)};
 static const limb NM2[NL] = {L(0xf3b9cac2fc63254fULL), L(0xbce6faada7179e84ULL), L(0xffffffffffffffffULL),
                              L(0xffffffff00000000ULL)};
 static const limb SQRT_EXP[NL] = {L(0x0000000000000000ULL), L(0x0000000040000000ULL),
@@ -211,7 +211,7 @@ static inline unsigned char sbb64(unsigned char c, uint64_t a, uint64_t b, uint6
 #define P1 0x00000000ffffffffULL
 #define P3 0xffffffff00000001ULL
 
-static void fe_mul(limb *r, const limb *a, const limb *b) {
+static void fe_mul_portable(limb *r, const limb *a, const limb *b) {
     /* CIOS with one reduction round per row: the accumulator stays 5 words (< 2p). */
     u64c t0 = 0, t1 = 0, t2 = 0, t3 = 0, t4 = 0, t5, w1, w2, w3, w4, d0, d1, d2, d3, d4;
     unsigned char c;
@@ -257,6 +257,185 @@ static void fe_mul(limb *r, const limb *a, const limb *b) {
     r[2] = (t2 & keep) | (d2 & ~keep);
     r[3] = (t3 & keep) | (d3 & ~keep);
 }
+
+#if defined(NC_P256_X86_INTRIN) && !defined(NC_P256_NO_ADX)
+/* x86-64 with BMI2 + ADX (picked at load time, see nc_p256_field_backend): the same rows and
+ * multiplier-free reduction as fe_mul_portable, with mulx and two independent carry chains
+ * (adcx/adox) and the six accumulator words pinned in registers; about 1.45x the throughput
+ * of gcc's code for the C above. Straight-line code; the final choice is a cmov, not a branch. */
+static void fe_mul_adx(limb *r, const limb *a, const limb *b) {
+    uint64_t t0, t1, t2, t3, t4, t5, lo, hi, z = 0;
+    const limb *ap = a;
+    __asm__ volatile(
+        "xor %[t0], %[t0]\n\t"
+        "xor %[t1], %[t1]\n\t"
+        "xor %[t2], %[t2]\n\t"
+        "xor %[t3], %[t3]\n\t"
+        "xor %[t4], %[t4]\n\t"
+        "xor %[t5], %[t5]\n\t"
+        "mov 0(%[b]), %%rdx\n\t"
+        "mulx 0(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t0]\n\t"
+        "adox %[hi], %[t1]\n\t"
+        "mulx 8(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t1]\n\t"
+        "adox %[hi], %[t2]\n\t"
+        "mulx 16(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t2]\n\t"
+        "adox %[hi], %[t3]\n\t"
+        "mulx 24(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t3]\n\t"
+        "adox %[hi], %[t4]\n\t"
+        "adcx %[z], %[t4]\n\t"
+        "adox %[z], %[t5]\n\t"
+        "adcx %[z], %[t5]\n\t"
+        "mov %[t0], %[lo]\n\t"
+        "shl $32, %[lo]\n\t"
+        "mov %[t0], %[hi]\n\t"
+        "shr $32, %[hi]\n\t"
+        "add %[lo], %[t1]\n\t"
+        "adc %[hi], %[t2]\n\t"
+        "movabs $0xffffffff00000001, %%rdx\n\t"
+        "mulx %[t0], %[lo], %[hi]\n\t"
+        "adc %[lo], %[t3]\n\t"
+        "adc %[hi], %[t4]\n\t"
+        "adc $0, %[t5]\n\t"
+        "xor %[t0], %[t0]\n\t"
+        "mov 8(%[b]), %%rdx\n\t"
+        "mulx 0(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t1]\n\t"
+        "adox %[hi], %[t2]\n\t"
+        "mulx 8(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t2]\n\t"
+        "adox %[hi], %[t3]\n\t"
+        "mulx 16(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t3]\n\t"
+        "adox %[hi], %[t4]\n\t"
+        "mulx 24(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t4]\n\t"
+        "adox %[hi], %[t5]\n\t"
+        "adcx %[z], %[t5]\n\t"
+        "adox %[z], %[t0]\n\t"
+        "adcx %[z], %[t0]\n\t"
+        "mov %[t1], %[lo]\n\t"
+        "shl $32, %[lo]\n\t"
+        "mov %[t1], %[hi]\n\t"
+        "shr $32, %[hi]\n\t"
+        "add %[lo], %[t2]\n\t"
+        "adc %[hi], %[t3]\n\t"
+        "movabs $0xffffffff00000001, %%rdx\n\t"
+        "mulx %[t1], %[lo], %[hi]\n\t"
+        "adc %[lo], %[t4]\n\t"
+        "adc %[hi], %[t5]\n\t"
+        "adc $0, %[t0]\n\t"
+        "xor %[t1], %[t1]\n\t"
+        "mov 16(%[b]), %%rdx\n\t"
+        "mulx 0(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t2]\n\t"
+        "adox %[hi], %[t3]\n\t"
+        "mulx 8(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t3]\n\t"
+        "adox %[hi], %[t4]\n\t"
+        "mulx 16(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t4]\n\t"
+        "adox %[hi], %[t5]\n\t"
+        "mulx 24(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t5]\n\t"
+        "adox %[hi], %[t0]\n\t"
+        "adcx %[z], %[t0]\n\t"
+        "adox %[z], %[t1]\n\t"
+        "adcx %[z], %[t1]\n\t"
+        "mov %[t2], %[lo]\n\t"
+        "shl $32, %[lo]\n\t"
+        "mov %[t2], %[hi]\n\t"
+        "shr $32, %[hi]\n\t"
+        "add %[lo], %[t3]\n\t"
+        "adc %[hi], %[t4]\n\t"
+        "movabs $0xffffffff00000001, %%rdx\n\t"
+        "mulx %[t2], %[lo], %[hi]\n\t"
+        "adc %[lo], %[t5]\n\t"
+        "adc %[hi], %[t0]\n\t"
+        "adc $0, %[t1]\n\t"
+        "xor %[t2], %[t2]\n\t"
+        "mov 24(%[b]), %%rdx\n\t"
+        "mulx 0(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t3]\n\t"
+        "adox %[hi], %[t4]\n\t"
+        "mulx 8(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t4]\n\t"
+        "adox %[hi], %[t5]\n\t"
+        "mulx 16(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t5]\n\t"
+        "adox %[hi], %[t0]\n\t"
+        "mulx 24(%[a]), %[lo], %[hi]\n\t"
+        "adcx %[lo], %[t0]\n\t"
+        "adox %[hi], %[t1]\n\t"
+        "adcx %[z], %[t1]\n\t"
+        "adox %[z], %[t2]\n\t"
+        "adcx %[z], %[t2]\n\t"
+        "mov %[t3], %[lo]\n\t"
+        "shl $32, %[lo]\n\t"
+        "mov %[t3], %[hi]\n\t"
+        "shr $32, %[hi]\n\t"
+        "add %[lo], %[t4]\n\t"
+        "adc %[hi], %[t5]\n\t"
+        "movabs $0xffffffff00000001, %%rdx\n\t"
+        "mulx %[t3], %[lo], %[hi]\n\t"
+        "adc %[lo], %[t0]\n\t"
+        "adc %[hi], %[t1]\n\t"
+        "adc $0, %[t2]\n\t"
+        "mov %[t4], %%rdx\n\t"
+        "mov %[t5], %[lo]\n\t"
+        "mov %[t0], %[hi]\n\t"
+        "mov %[t1], %[z]\n\t"
+        "mov %[t2], %[t3]\n\t"
+        "sub $-1, %%rdx\n\t"
+        "mov $0xffffffff, %k[a]\n\t"
+        "sbb %[a], %[lo]\n\t"
+        "sbb $0, %[hi]\n\t"
+        "movabs $0xffffffff00000001, %[a]\n\t"
+        "sbb %[a], %[z]\n\t"
+        "sbb $0, %[t3]\n\t"
+        "cmovnc %%rdx, %[t4]\n\t"
+        "cmovnc %[lo], %[t5]\n\t"
+        "cmovnc %[hi], %[t0]\n\t"
+        "cmovnc %[z], %[t1]\n\t"
+        "mov %[t4], 0(%[r])\n\t"
+        "mov %[t5], 8(%[r])\n\t"
+        "mov %[t0], 16(%[r])\n\t"
+        "mov %[t1], 24(%[r])\n\t"
+        : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5),
+          [lo] "=&r"(lo), [hi] "=&r"(hi), [a] "+r"(ap), [z] "+r"(z)
+        : [b] "r"(b), [r] "r"(r)
+        : "rdx", "cc", "memory");
+}
+
+static void (*fe_mul_impl)(limb *, const limb *, const limb *) = fe_mul_portable;
+static const char *fe_backend = "portable";
+
+/* Runs when the library loads, before any thread can call in. NUSEC_P256_FIELD=portable forces
+ * the C path (CI runs the suite both ways); =adx asks for the asm path, used only if the CPU has it. */
+__attribute__((constructor)) static void fe_pick_backend(void) {
+    unsigned eax, ebx = 0, ecx, edx;
+    const char *want = getenv("NUSEC_P256_FIELD");
+    int have = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (ebx & (1u << 8)) && (ebx & (1u << 19));
+#ifdef NC_P256_CTGRIND
+    /* valgrind's virtual CPU hides ADX but executes it: the ctgrind build checks the asm path too */
+    have = have || (want && strcmp(want, "adx") == 0);
+#endif
+    if (have && !(want && strcmp(want, "portable") == 0)) {
+        fe_mul_impl = fe_mul_adx;
+        fe_backend = "adx";
+    }
+}
+
+static void fe_mul(limb *r, const limb *a, const limb *b) { fe_mul_impl(r, a, b); }
+#else
+static void fe_mul(limb *r, const limb *a, const limb *b) { fe_mul_portable(r, a, b); }
+static const char *fe_backend = "portable";
+#endif
+
+const char *nc_p256_field_backend(void) { return fe_backend; }
 
 /* A dedicated squaring (10 products, then reduce) measured slower here than the interleaved
  * multiplication: its long carry chains cost more than the 6 products saved. */
@@ -360,6 +539,7 @@ static void sc_mul(limb *r, const limb *a, const limb *b) {
 }
 #else
 static void fe_mul(limb *r, const limb *a, const limb *b) { mont_mul(r, a, b, P, 1); }
+const char *nc_p256_field_backend(void) { return "portable"; }
 static void fe_sqr(limb *r, const limb *a) { mont_mul(r, a, a, P, 1); }
 static void fe_add(limb *r, const limb *a, const limb *b) { mod_add(r, a, b, P); }
 static void fe_sub(limb *r, const limb *a, const limb *b) { mod_sub(r, a, b, P); }
@@ -382,7 +562,30 @@ static void pow_public(limb *r, const limb *a, const limb *e, const limb *one,
     }
     fe_copy(r, acc);
 }
-static void fe_inv(limb *r, const limb *a) { pow_public(r, a, PM2, ONE_P, fe_mul); }
+/* r = a^(2^n) * b */
+static void fe_sqr_n_mul(limb *r, const limb *a, int n, const limb *b) {
+    limb t[NL];
+    fe_sqr(t, a);
+    for (int i = 1; i < n; i++) fe_sqr(t, t);
+    fe_mul(r, t, b);
+}
+/* a^(p-2) by a fixed addition chain (255 squarings, 13 multiplications; the 4-bit window above
+ * needs about 80 multiplications); xK = a^(2^K - 1). Constant time in a. */
+static void fe_inv(limb *r, const limb *a) {
+    limb x2[NL], x3[NL], x6[NL], x12[NL], x15[NL], x30[NL], x32[NL], t[NL];
+    fe_sqr_n_mul(x2, a, 1, a);
+    fe_sqr_n_mul(x3, x2, 1, a);
+    fe_sqr_n_mul(x6, x3, 3, x3);
+    fe_sqr_n_mul(x12, x6, 6, x6);
+    fe_sqr_n_mul(x15, x12, 3, x3);
+    fe_sqr_n_mul(x30, x15, 15, x15);
+    fe_sqr_n_mul(x32, x30, 2, x2);
+    fe_sqr_n_mul(t, x32, 32, a); /* p - 2 = ffffffff 00000001 0^128 ffffffff ffffffff fffffffd */
+    fe_sqr_n_mul(t, t, 128, x32);
+    fe_sqr_n_mul(t, t, 32, x32);
+    fe_sqr_n_mul(t, t, 30, x30);
+    fe_sqr_n_mul(r, t, 2, a);
+}
 static void sc_inv(limb *r, const limb *a) { pow_public(r, a, NM2, ONE_N, sc_mul); }
 
 /* ---- byte conversion ---- */
@@ -550,6 +753,39 @@ static void booth(unsigned in, int w, limb *negmask, limb *mag) {
     *mag = (limb)d;
 }
 
+/* pt = row[mag - 1], or 0 for mag = 0: a masked scan of the whole comb row. */
+#if defined(NC_P256_X86_INTRIN)
+/* SSE2 (baseline x86-64): a vector compare builds each point's mask, four 16-byte lanes carry x, y. */
+static inline void row_select(aff *pt, const limb *row, limb mag) {
+    __m128i want = _mm_set1_epi32((int)mag), cnt = _mm_set1_epi32(1), one = _mm_set1_epi32(1);
+    __m128i a0 = _mm_setzero_si128(), a1 = a0, a2 = a0, a3 = a0;
+    const __m128i *e = (const __m128i *)row;
+    for (int p = 0; p < NC_P256_COMB_POINTS; p++, e += 4) {
+        __m128i m = _mm_cmpeq_epi32(cnt, want);
+        a0 = _mm_or_si128(a0, _mm_and_si128(_mm_loadu_si128(e), m));
+        a1 = _mm_or_si128(a1, _mm_and_si128(_mm_loadu_si128(e + 1), m));
+        a2 = _mm_or_si128(a2, _mm_and_si128(_mm_loadu_si128(e + 2), m));
+        a3 = _mm_or_si128(a3, _mm_and_si128(_mm_loadu_si128(e + 3), m));
+        cnt = _mm_add_epi32(cnt, one);
+    }
+    _mm_storeu_si128((__m128i *)pt->x, a0);
+    _mm_storeu_si128((__m128i *)(pt->x + 2), a1);
+    _mm_storeu_si128((__m128i *)pt->y, a2);
+    _mm_storeu_si128((__m128i *)(pt->y + 2), a3);
+}
+#else
+static inline void row_select(aff *pt, const limb *row, limb mag) {
+    limb acc[2 * NL] = {0};
+    for (int p = 0; p < NC_P256_COMB_POINTS; p++) {
+        limb msk = ct_eq(mag, (limb)(p + 1));
+        const limb *e = row + (size_t)p * 2 * NL;
+        for (int w = 0; w < 2 * NL; w++) acc[w] |= e[w] & msk;
+    }
+    memcpy(pt->x, acc, sizeof pt->x);
+    memcpy(pt->y, acc + NL, sizeof pt->y);
+}
+#endif
+
 /* Fixed-base comb: r = k * P where table is P's comb table and k (32 bytes BE) is < n. */
 static void comb_mul(jac *r, const limb *table, const uint8_t k[32]) {
     uint8_t le[36];
@@ -571,14 +807,7 @@ static void comb_mul(jac *r, const limb *table, const uint8_t k[32]) {
             fe_copy(pt.y, row + (size_t)(mag - 1) * 2 * NL + NL);
         }
 #else
-        for (int j = 0; j < NC_P256_COMB_POINTS; j++) {
-            limb m = ct_eq(mag, (limb)(j + 1));
-            const limb *e = row + (size_t)j * 2 * NL;
-            for (int t = 0; t < NL; t++) {
-                pt.x[t] |= e[t] & m;
-                pt.y[t] |= e[NL + t] & m;
-            }
-        }
+        row_select(&pt, row, mag);
 #endif
         fe_cneg(pt.y, neg);
         pt_add_affine(&sum, &acc, &pt);
@@ -594,9 +823,130 @@ static void comb_mul(jac *r, const limb *table, const uint8_t k[32]) {
     nc_wipe(le, sizeof le);
 }
 
+/* Batched fixed-base comb in affine coordinates: out[i] = k_i * P (affine, Montgomery form) for
+ * m scalars k_i < n (32 bytes BE each, stride apart), with P's comb table. Every window adds one
+ * table point to each item's affine accumulator with lambda = dy / dx, and the m divisions of a
+ * window share one inversion (Montgomery's trick): about 6 multiplications per item and window
+ * instead of the 11 of a mixed Jacobian addition, and the window's table row stays in L1 while
+ * all m items scan it. Items whose digit is 0, or whose accumulator is still infinity, feed
+ * dx = 1 and are masked out, so the shared product never meets 0 (as in comb_mul, acc != +-pt
+ * for every scalar < n). An item whose scalar is 0 comes out as (R, R), i.e. (1, 1) once out of
+ * Montgomery form: the placeholder the batch callers already used. Constant time in every k_i. */
+#if NC_P256_LIMB_BITS == 64
+#define COMB_BATCH 256
+#else
+#define COMB_BATCH 16 /* stack-frugal on Cortex-M */
+#endif
+
+typedef struct {
+    aff acc, pt;
+    limb dx[NL], pre[NL];
+    limb add, take, inf;
+    uint8_t le[36];
+} comb_item;
+
+static void comb_mul_batch(aff *out, const limb *table, const uint8_t *ks, size_t stride, size_t m) {
+    comb_item it[COMB_BATCH];
+    limb inv[NL], dinv[2][NL], lam[2][NL], t[2][NL], x3[2][NL], y3[2][NL];
+    for (size_t j = 0; j < m; j++) {
+        scalar_le(it[j].le, ks + stride * j);
+        it[j].inf = ~(limb)0;
+        memset(&it[j].acc, 0, sizeof it[j].acc);
+    }
+    for (int i = 0; i < NC_P256_COMB_WINDOWS; i++) {
+        const limb *row = table + (size_t)i * NC_P256_COMB_POINTS * 2 * NL;
+        for (size_t j = 0; j < m; j++) {
+            comb_item *c = &it[j];
+            limb neg, mag;
+            booth(scalar_bits(c->le, NC_P256_COMB_W * i - 1, NC_P256_COMB_W + 1), NC_P256_COMB_W, &neg, &mag);
+            row_select(&c->pt, row, mag);
+            fe_cneg(c->pt.y, neg);
+            limb zero = ct_is_zero_limb(mag);
+            c->add = ~zero & ~c->inf;
+            c->take = ~zero & c->inf;
+            c->inf &= zero;
+            fe_sub(c->dx, c->pt.x, c->acc.x);
+            fe_cmov(c->dx, ONE_P, ~c->add);
+            if (j == 0)
+                fe_copy(c->pre, c->dx);
+            else
+                fe_mul(c->pre, it[j - 1].pre, c->dx);
+        }
+        fe_inv(inv, it[m - 1].pre);
+        /* Backwards, two items at a time: their multiplications are independent and adjacent, so
+         * the CPU overlaps the two dependency chains (one item alone is latency-bound). */
+        for (size_t j = m; j > 0;) {
+            size_t cnt = j >= 2 ? 2 : 1;
+            comb_item *c[2];
+            for (size_t u = 0; u < cnt; u++) {
+                j--;
+                c[u] = &it[j];
+                if (j > 0) {
+                    fe_mul(dinv[u], inv, it[j - 1].pre);
+                    fe_mul(inv, inv, c[u]->dx);
+                } else {
+                    fe_copy(dinv[u], inv);
+                }
+            }
+            for (size_t u = 0; u < cnt; u++) {
+                fe_sub(t[u], c[u]->pt.y, c[u]->acc.y);
+                fe_mul(lam[u], t[u], dinv[u]);
+            }
+            for (size_t u = 0; u < cnt; u++) fe_sqr(x3[u], lam[u]);
+            for (size_t u = 0; u < cnt; u++) {
+                fe_sub(x3[u], x3[u], c[u]->acc.x);
+                fe_sub(x3[u], x3[u], c[u]->pt.x);
+                fe_sub(t[u], c[u]->acc.x, x3[u]);
+                fe_mul(y3[u], lam[u], t[u]);
+            }
+            for (size_t u = 0; u < cnt; u++) {
+                fe_sub(y3[u], y3[u], c[u]->acc.y);
+                fe_cmov(c[u]->acc.x, x3[u], c[u]->add);
+                fe_cmov(c[u]->acc.y, y3[u], c[u]->add);
+                fe_cmov(c[u]->acc.x, c[u]->pt.x, c[u]->take);
+                fe_cmov(c[u]->acc.y, c[u]->pt.y, c[u]->take);
+            }
+        }
+    }
+    for (size_t j = 0; j < m; j++) {
+        fe_cmov(it[j].acc.x, ONE_P, it[j].inf);
+        fe_cmov(it[j].acc.y, ONE_P, it[j].inf);
+        out[j] = it[j].acc;
+    }
+    nc_wipe(it, m * sizeof it[0]);
+    nc_wipe(inv, sizeof inv);
+    nc_wipe(dinv, sizeof dinv);
+    nc_wipe(lam, sizeof lam);
+    nc_wipe(t, sizeof t);
+    nc_wipe(x3, sizeof x3);
+    nc_wipe(y3, sizeof y3);
+}
+
 #define VAR_W 5
 #define VAR_WINDOWS 52 /* 5 * 52 = 260 >= 257 */
 #define VAR_POINTS 16
+
+/* pt = tab[mag - 1] (0 for mag = 0) by a masked scan of all VAR_POINTS entries. */
+#if defined(NC_P256_X86_INTRIN)
+static inline void jac_select(jac *pt, const jac *tab, limb mag) {
+    __m128i want = _mm_set1_epi32((int)mag), cnt = _mm_set1_epi32(1), one = _mm_set1_epi32(1);
+    __m128i a[sizeof(jac) / 16];
+    for (size_t w = 0; w < sizeof(jac) / 16; w++) a[w] = _mm_setzero_si128();
+    for (int j = 0; j < VAR_POINTS; j++) {
+        __m128i m = _mm_cmpeq_epi32(cnt, want);
+        const __m128i *e = (const __m128i *)&tab[j];
+        for (size_t w = 0; w < sizeof(jac) / 16; w++)
+            a[w] = _mm_or_si128(a[w], _mm_and_si128(_mm_loadu_si128(e + w), m));
+        cnt = _mm_add_epi32(cnt, one);
+    }
+    memcpy(pt, a, sizeof *pt);
+}
+#else
+static inline void jac_select(jac *pt, const jac *tab, limb mag) {
+    memset(pt, 0, sizeof *pt);
+    for (int j = 0; j < VAR_POINTS; j++) jac_cmov(pt, &tab[j], ct_eq(mag, (limb)(j + 1)));
+}
+#endif
 
 /* Variable-base: r = k * p for an affine (public) point p, k < n, constant time in k. */
 static void var_mul(jac *r, const aff *p, const uint8_t k[32]) {
@@ -611,8 +961,7 @@ static void var_mul(jac *r, const aff *p, const uint8_t k[32]) {
     for (int j = 2; j < VAR_POINTS; j++) pt_add_affine(&tab[j], &tab[j - 1], p);
     for (int i = VAR_WINDOWS - 1; i >= 0; i--) {
         booth(scalar_bits(le, VAR_W * i - 1, VAR_W + 1), VAR_W, &neg, &mag);
-        memset(&pt, 0, sizeof pt);
-        for (int j = 0; j < VAR_POINTS; j++) jac_cmov(&pt, &tab[j], ct_eq(mag, (limb)(j + 1)));
+        jac_select(&pt, tab, mag);
         fe_cneg(pt.Y, neg);
         limb zero = ct_is_zero_limb(mag);
         if (i == VAR_WINDOWS - 1) {
@@ -753,21 +1102,46 @@ int nc_p256_scalar_is_valid(const uint8_t priv[32]) {
     return (int)ok;
 }
 
-int nc_p256_scalar_from_seed(const uint8_t seed[32], uint8_t priv[32]) {
+/* The HKDF of nc_p256_scalar_from_seed written out around a salt-keyed HMAC context, so a batch
+ * keys the constant salt once and every candidate reuses the PRK-keyed context: 6 SHA-256
+ * compressions per seed instead of nc_hkdf_sha256's 8, same bytes. */
+static void keygen_salt_ctx(nc_hmac_ctx *salted) {
     static const uint8_t salt[] = "NuSec P-256 keygen v1";
+    nc_hmac_sha256_init(salted, salt, sizeof salt - 1);
+}
+
+static int scalar_from_seed_salted(const nc_hmac_ctx *salted, const uint8_t seed[32], uint8_t priv[32]) {
+    nc_hmac_ctx h = *salted, e;
+    uint8_t prk[32];
     limb k[NL];
+    int rc = NC_P256_ESCALAR; /* 256 rejections in a row: probability 2^-8192 */
+    nc_hmac_sha256_update(&h, seed, 32);
+    nc_hmac_sha256_final(&h, prk); /* PRK = HMAC(salt, seed) */
+    nc_hmac_sha256_init(&h, prk, 32);
     for (unsigned i = 0; i < 256; i++) {
-        uint8_t info = (uint8_t)i;
-        nc_hkdf_sha256(salt, sizeof salt - 1, seed, 32, &info, 1, priv, 32);
+        const uint8_t msg[2] = {(uint8_t)i, 1}; /* info = one byte i, then the block counter 1 */
+        e = h;
+        nc_hmac_sha256_update(&e, msg, sizeof msg);
+        nc_hmac_sha256_final(&e, priv);
         fe_from_be(k, priv);
         limb ok = scalar_ok(k);
         NC_DECLASSIFY(&ok, sizeof ok); /* a rejected candidate says nothing about the kept one */
         if (ok) {
-            nc_wipe(k, sizeof k);
-            return NC_P256_OK;
+            rc = NC_P256_OK;
+            break;
         }
     }
-    return NC_P256_ESCALAR; /* 256 rejections in a row: probability 2^-8192 */
+    nc_wipe(&h, sizeof h);
+    nc_wipe(&e, sizeof e);
+    nc_wipe(prk, sizeof prk);
+    nc_wipe(k, sizeof k);
+    return rc;
+}
+
+int nc_p256_scalar_from_seed(const uint8_t seed[32], uint8_t priv[32]) {
+    nc_hmac_ctx salted;
+    keygen_salt_ctx(&salted);
+    return scalar_from_seed_salted(&salted, seed, priv);
 }
 
 /* k * G as a Jacobian point. NC_P256_NO_GTABLE drops the 88 KB comb table (small flash) and
@@ -780,6 +1154,34 @@ static void base_mul(jac *r, const uint8_t k[32]) { var_mul(r, &G_MONT, k); }
 #else
 static void base_mul(jac *r, const uint8_t k[32]) { comb_mul(r, nc_p256_g_comb, k); }
 #endif
+
+/* out[i] = k_i * G (affine, Montgomery form) for m <= COMB_BATCH scalars k_i < n, stride bytes
+ * apart; k_i = 0 gives the (R, R) placeholder. With the table: the batched affine comb. Without:
+ * variable-base multiplications and one shared inversion. Constant time in every k_i. */
+static void base_mul_batch(aff *out, const uint8_t *ks, size_t stride, size_t m) {
+#ifdef NC_P256_NO_GTABLE
+    jac pts[COMB_BATCH];
+    limb zs[COMB_BATCH][NL], inv[COMB_BATCH][NL], tmp[COMB_BATCH][NL], z2[NL];
+    for (size_t i = 0; i < m; i++) {
+        base_mul(&pts[i], ks + stride * i);
+        limb inf = fe_is_zero(pts[i].Z);
+        fe_cmov(pts[i].X, ONE_P, inf);
+        fe_cmov(pts[i].Y, ONE_P, inf);
+        fe_cmov(pts[i].Z, ONE_P, inf);
+        fe_copy(zs[i], pts[i].Z);
+    }
+    fe_inv_many(inv, zs, tmp, m);
+    for (size_t i = 0; i < m; i++) {
+        fe_sqr(z2, inv[i]);
+        fe_mul(out[i].x, pts[i].X, z2);
+        fe_mul(z2, z2, inv[i]);
+        fe_mul(out[i].y, pts[i].Y, z2);
+    }
+    nc_wipe(pts, sizeof pts);
+#else
+    comb_mul_batch(out, nc_p256_g_comb, ks, stride, m);
+#endif
+}
 
 static void jac_to_pub(uint8_t pub[65], const jac *p, const limb *zinv) {
     limb x[NL], y[NL];
@@ -805,28 +1207,30 @@ int nc_p256_keygen(const uint8_t seed[32], uint8_t priv[32], uint8_t pub[65]) {
 
 #define KG_CHUNK 64
 
+/* Seeds one by one, then the chunk's k * G in one base_mul_batch. */
 size_t nc_p256_keygen_batch(const uint8_t *seeds, size_t n, uint8_t *privs, uint8_t *pubs) {
-    jac pts[KG_CHUNK];
-    limb zs[KG_CHUNK][NL], inv[KG_CHUNK][NL], tmp[KG_CHUNK][NL];
+    aff pts[COMB_BATCH];
+    limb x[NL], y[NL];
+    nc_hmac_ctx salted;
     size_t failed = 0;
-    for (size_t base = 0; base < n; base += KG_CHUNK) {
-        size_t m = n - base < KG_CHUNK ? n - base : KG_CHUNK;
+    keygen_salt_ctx(&salted);
+    for (size_t base = 0; base < n; base += COMB_BATCH) {
+        size_t m = n - base < COMB_BATCH ? n - base : COMB_BATCH;
         for (size_t i = 0; i < m; i++) {
             uint8_t *priv = privs + 32 * (base + i);
-            if (nc_p256_scalar_from_seed(seeds + 32 * (base + i), priv) != 0) {
+            if (scalar_from_seed_salted(&salted, seeds + 32 * (base + i), priv) != 0) {
                 failed++;
-                memset(priv, 0, 32);
-                fe_copy(pts[i].X, ONE_P);
-                fe_copy(pts[i].Y, ONE_P);
-                fe_copy(pts[i].Z, ONE_P);
-            } else {
-                base_mul(&pts[i], priv);
+                memset(priv, 0, 32); /* k = 0: the batch returns the (1, 1) placeholder */
             }
-            fe_copy(zs[i], pts[i].Z);
         }
-        fe_inv_many(inv, zs, tmp, m);
-        for (size_t i = 0; i < m; i++) jac_to_pub(pubs + 65 * (base + i), &pts[i], inv[i]);
+        base_mul_batch(pts, privs + 32 * base, 32, m);
+        for (size_t i = 0; i < m; i++) {
+            fe_from_mont(x, pts[i].x);
+            fe_from_mont(y, pts[i].y);
+            encode_point(pubs + 65 * (base + i), x, y);
+        }
     }
+    nc_wipe(pts, sizeof pts);
     return failed;
 }
 
@@ -953,13 +1357,19 @@ int nc_p256_sign(const uint8_t priv[32], const uint8_t digest[32], const uint8_t
     return NC_P256_OK;
 }
 
-#define SIGN_CHUNK 32
+/* Half a comb batch on the host keeps the stack near 100 KB; the affine comb still pays at 128. */
+#if NC_P256_LIMB_BITS == 64
+#define SIGN_CHUNK (COMB_BATCH / 2)
+#else
+#define SIGN_CHUNK COMB_BATCH
+#endif
 
 size_t nc_p256_sign_batch(const uint8_t *privs, size_t priv_stride, const uint8_t *digests,
                           const uint8_t *extra, size_t extralen, size_t n, uint8_t *sigs, uint8_t *status) {
-    jac pts[SIGN_CHUNK];
-    limb zs[SIGN_CHUNK][NL], zinv[SIGN_CHUNK][NL], ks[SIGN_CHUNK][NL], kinv[SIGN_CHUNK][NL];
+    aff pts[SIGN_CHUNK];
+    limb ks[SIGN_CHUNK][NL], kinv[SIGN_CHUNK][NL];
     limb tmp[SIGN_CHUNK][NL], x[NL], dm[SIGN_CHUNK][NL];
+    uint8_t kbs[SIGN_CHUNK][32];
     rfc6979 st[SIGN_CHUNK];
     uint8_t ok[SIGN_CHUNK];
     size_t failed = 0;
@@ -982,13 +1392,12 @@ size_t nc_p256_sign_batch(const uint8_t *privs, size_t priv_stride, const uint8_
                 rfc6979_next(&st[i], kb);
                 nc_wipe(d, sizeof d);
             }
-            base_mul(&pts[i], kb);
-            fe_copy(zs[i], pts[i].Z);
+            memcpy(kbs[i], kb, 32);
             fe_from_be(ks[i], kb);
             sc_mul(ks[i], ks[i], R2_N);
             nc_wipe(kb, sizeof kb);
         }
-        fe_inv_many(zinv, zs, tmp, m);
+        base_mul_batch(pts, kbs[0], 32, m);
         inv_many(kinv, ks, tmp, m, sc_mul, sc_inv); /* shared inversion of the nonces, mod n */
         for (size_t i = 0; i < m; i++) {
             uint8_t *sig = sigs + 64 * (base + i);
@@ -999,7 +1408,7 @@ size_t nc_p256_sign_batch(const uint8_t *privs, size_t priv_stride, const uint8_
                 failed++;
                 continue;
             }
-            to_affine_with(x, NULL, &pts[i], zinv[i]);
+            fe_from_mont(x, pts[i].x);
             if (!sign_finish(sig, x, kinv[i], dm[i], dg)) {
                 /* r or s was 0 (probability ~2^-256): redo this one on the slow path */
                 uint8_t kb[32];
@@ -1019,6 +1428,8 @@ size_t nc_p256_sign_batch(const uint8_t *privs, size_t priv_stride, const uint8_
             if (status) status[base + i] = 0;
         }
         nc_wipe(st, sizeof st);
+        nc_wipe(kbs, sizeof kbs);
+        nc_wipe(pts, sizeof pts);
         nc_wipe(ks, sizeof ks);
         nc_wipe(kinv, sizeof kinv);
         nc_wipe(dm, sizeof dm);
@@ -1254,23 +1665,21 @@ int nc_p256_table_init(void *table, const uint8_t pub[65]) {
 
 size_t nc_p256_ecdh_fixed_batch(const void *table, const uint8_t *privs, size_t n, uint8_t *secrets,
                                 uint8_t *status) {
-    jac pts[KG_CHUNK];
-    limb zs[KG_CHUNK][NL], inv[KG_CHUNK][NL], tmp[KG_CHUNK][NL], x[NL];
-    uint8_t ok[KG_CHUNK];
+    aff pts[COMB_BATCH];
+    uint8_t ks[COMB_BATCH][32], ok[COMB_BATCH];
+    limb x[NL];
     size_t failed = 0;
-    for (size_t base = 0; base < n; base += KG_CHUNK) {
-        size_t m = n - base < KG_CHUNK ? n - base : KG_CHUNK;
+    for (size_t base = 0; base < n; base += COMB_BATCH) {
+        size_t m = n - base < COMB_BATCH ? n - base : COMB_BATCH;
         for (size_t i = 0; i < m; i++) {
             const uint8_t *priv = privs + 32 * (base + i);
             ok[i] = (uint8_t)nc_p256_scalar_is_valid(priv);
-            if (ok[i]) {
-                comb_mul(&pts[i], (const limb *)table, priv);
-            } else {
-                fe_copy(pts[i].Z, ONE_P);
-            }
-            fe_copy(zs[i], pts[i].Z);
+            if (ok[i])
+                memcpy(ks[i], priv, 32);
+            else
+                memset(ks[i], 0, 32); /* k = 0 keeps the batch well defined; the item reports an error */
         }
-        fe_inv_many(inv, zs, tmp, m);
+        comb_mul_batch(pts, (const limb *)table, ks[0], 32, m);
         for (size_t i = 0; i < m; i++) {
             uint8_t *out = secrets + 32 * (base + i);
             if (!ok[i]) {
@@ -1279,11 +1688,14 @@ size_t nc_p256_ecdh_fixed_batch(const void *table, const uint8_t *privs, size_t 
                 if (status) status[base + i] = (uint8_t)-NC_P256_ESCALAR;
                 continue;
             }
-            to_affine_with(x, NULL, &pts[i], inv[i]);
+            fe_from_mont(x, pts[i].x);
             fe_to_be(out, x);
             if (status) status[base + i] = 0;
         }
     }
+    nc_wipe(ks, sizeof ks);
+    nc_wipe(pts, sizeof pts);
+    nc_wipe(x, sizeof x);
     return failed;
 }
 

@@ -22,6 +22,10 @@
 #define NC_P256_EARG (-4)    /* bad length or argument */
 #define NC_P256_ESIG (-5)    /* signature does not verify */
 
+/* Which field multiplication this build picked when it loaded: "adx" (x86-64 BMI2+ADX asm) or
+ * "portable" (C). NUSEC_P256_FIELD=portable in the environment forces the C path. */
+const char *nc_p256_field_backend(void);
+
 /* Seed -> private scalar: candidate_i = HKDF-SHA256(salt = "NuSec P-256 keygen v1", ikm = seed,
  * info = one byte i, L = 32) for i = 0, 1, ...; the first candidate in [1, n-1] is the key
  * (rejection sampling, so the scalar is exactly uniform when the seed is). */

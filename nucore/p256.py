@@ -242,3 +242,9 @@ def scalar_from_seed(seed: bytes) -> bytes:
     out = ffi.new("uint8_t[32]")
     _check(lib.nc_p256_scalar_from_seed(bytes(seed), out), "scalar_from_seed")
     return bytes(out)
+
+
+def field_backend() -> str:
+    """The field multiplication the native core picked when it loaded: ``"adx"`` (x86-64 BMI2+ADX
+    assembly) or ``"portable"`` (C). Set NUSEC_P256_FIELD=portable before import to force C."""
+    return str(ffi.string(lib.nc_p256_field_backend()).decode())

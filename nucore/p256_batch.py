@@ -1,8 +1,9 @@
 """Batch P-256: N keygens / signatures / verifications / ECDHs per native call on flat buffers.
 
 Each call hands contiguous buffers to C, which releases the GIL, so ``threads=k`` splits a batch
-over k OS threads that really run in parallel. Keygen and sign share one field inversion per
-chunk (Montgomery's trick). ``PeerTable`` precomputes a fixed-base table for one public key, so
+over k OS threads that really run in parallel. Keygen, sign and fixed-peer ECDH run k * P for a
+whole chunk in affine coordinates, the chunk's divisions sharing one inversion per comb window
+(Montgomery's trick). ``PeerTable`` precomputes a fixed-base table for one public key, so
 bulk ECDH or verification against a key that stays constant through a batch (a server or CA key)
 costs a fixed-base multiplication instead of a variable-base one; ``verify_batch`` and
 ``ecdh_batch`` build one themselves when a batch of at least TABLE_THRESHOLD items uses one key.

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from nusec.commands.failure import fail, first_line, os_error_message
+
 if TYPE_CHECKING:
     from ceremony.backup import CustodianShare
 
@@ -34,13 +36,6 @@ app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="End with one JSON object on stdout.")]
 
 
-def _fail(message: str, json_out: bool) -> None:
-    typer.echo(f"error: {message}", err=True)
-    if json_out:
-        typer.echo(json.dumps({"ok": False, "error": message}))
-    raise typer.Exit(1)
-
-
 @contextmanager
 def _one_line_errors(json_out: bool) -> Iterator[None]:
     """Known failures become one ``error:`` line and exit 1; a traceback would hide the cause."""
@@ -50,10 +45,9 @@ def _one_line_errors(json_out: bool) -> Iterator[None]:
     try:
         yield
     except (CeremonyError, PkiError) as exc:
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, json_out)
+        fail(first_line(exc), json_out)
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        _fail(f"{exc.strerror or type(exc).__name__}:{where}", json_out)
+        fail(os_error_message(exc), json_out)
 
 
 def _say(json_out: bool) -> Callable[[str], None]:
@@ -156,7 +150,7 @@ def run_cmd(
     from ceremony.run import run_ceremony
 
     if rehearsal_dir is not None and not rehearsal:
-        _fail("--rehearsal-dir needs --rehearsal", json_out)
+        fail("--rehearsal-dir needs --rehearsal", json_out)
     with _one_line_errors(json_out):
         loaded = load_config(config)
         result = run_ceremony(

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from nusec.commands.failure import fail
+
 app = typer.Typer(
     name="otp",
     help=(
@@ -39,10 +41,7 @@ def _errors(json_out: bool) -> Iterator[None]:
     try:
         yield
     except (OtpBatchError, PkiError, NativeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        if json_out:
-            typer.echo(json.dumps({"ok": False, "error": str(exc)}))
-        raise typer.Exit(1) from None
+        fail(str(exc), json_out)
     except KeyboardInterrupt:
         typer.echo("interrupted: re-run the same command to resume", err=True)
         raise typer.Exit(130) from None

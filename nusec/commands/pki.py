@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from nusec.commands.failure import fail, first_line, os_error_message
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -105,13 +106,6 @@ RecordDbOpt = Annotated[
 # --- plumbing -------------------------------------------------------------------------------------
 
 
-def _fail(message: str, json_out: bool) -> None:
-    typer.echo(f"error: {message}", err=True)
-    if json_out:
-        typer.echo(json.dumps({"ok": False, "error": message}))
-    raise typer.Exit(1)
-
-
 @contextmanager
 def _one_line_errors(json_out: bool) -> Iterator[None]:
     """Known failures become one ``error:`` line and exit 1; a traceback would hide the cause."""
@@ -123,15 +117,13 @@ def _one_line_errors(json_out: bool) -> Iterator[None]:
     try:
         yield
     except (PkiCliError, PkiError, ConfigError) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _fail(text, json_out)
+        fail(first_line(exc), json_out)
     except SQLAlchemyError as exc:
         # The driver's message may carry the SQL and parameters; the class and origin name the problem.
         origin = str(getattr(exc, "orig", "") or "").splitlines()[0:1]
-        _fail(f"database: {type(exc).__name__}{': ' + origin[0] if origin else ''}", json_out)
+        fail(f"database: {type(exc).__name__}{': ' + origin[0] if origin else ''}", json_out)
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        _fail(f"{exc.strerror or type(exc).__name__}:{where}", json_out)
+        fail(os_error_message(exc), json_out)
 
 
 def _emit(json_out: bool, doc: dict[str, Any], text: str) -> None:
@@ -613,21 +605,13 @@ def crl_cmd(
 
 
 def _publish(out: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``out`` and hard-link it into place (fails if
-    ``out`` appeared meanwhile), so ``out`` is either complete or absent."""
-    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    """Write ``out`` atomically, failing if it exists (even if it appeared meanwhile)."""
+    from pki import files
+
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, out)
-        except FileExistsError:
-            raise PkiCliError(f"{out} already exists; refusing to overwrite") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        files.write_atomic(out, data, overwrite=False)
+    except FileExistsError:
+        raise PkiCliError(f"{out} already exists; refusing to overwrite") from None
 
 
 LIST_HELP = """List the certificates recorded in the service's database: serial,

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
+from nusec.commands.failure import fail
+
 app = typer.Typer(
     name="sim",
     help=(
@@ -62,10 +64,7 @@ def _errors(json_out: bool) -> Iterator[None]:
     try:
         yield
     except (SimBoardError, _Fail, OSError, ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        if json_out:
-            typer.echo(json.dumps({"ok": False, "error": str(exc)}))
-        raise typer.Exit(1) from None
+        fail(str(exc), json_out)
 
 
 def _emit(obj: dict[str, Any]) -> None:

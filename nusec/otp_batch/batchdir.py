@@ -7,9 +7,9 @@
     seal.json             Merkle root statement + HSM signature
     claims.sqlite         which board took which image (``claim_next_image``)
 
-Every file is written to ``NAME.part`` then renamed, so a crash leaves either the whole file or
-nothing under its real name; the manifest is renamed after the images, so a chunk whose manifest
-exists is complete.
+Every file is written to a hidden ``.NAME.*.part`` then renamed, so a crash leaves either the
+whole file or nothing under its real name; the manifest is renamed after the images, so a chunk
+whose manifest exists is complete.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from nucore import otp
 from nusec.otp_batch.errors import OtpBatchError
 from nusec.otp_batch.manifest import ManifestLine
 from nusec.otp_batch.spec import SharedMaterial
+from pki import files
 
 FORMAT = "nusec-otp-batch/1"
 BATCH_JSON = "batch.json"
@@ -33,18 +34,8 @@ CLAIMS_DB = "claims.sqlite"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` via ``path.part`` + fdatasync + rename (never a half-written file)."""
-    tmp = path.with_name(path.name + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fdatasync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``path`` via a hidden ``.NAME.*.part`` + fdatasync + rename (never a half-written file)."""
+    files.write_atomic(path, data, sync=os.fdatasync, tmp_suffix=".part")
 
 
 @dataclass(frozen=True)

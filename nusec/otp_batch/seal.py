@@ -77,17 +77,25 @@ def read_seal(info: BatchInfo) -> Seal | None:
     path = info.root / SEAL_JSON
     if not path.exists():
         return None
+    raw = path.read_bytes()
     try:
-        d = json.loads(path.read_bytes())
+        d = json.loads(raw)
         key = serialization.load_pem_public_key(d["signer_pub"].encode())
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise ValueError
-        return Seal(statement=dict(d["statement"]), signature=bytes.fromhex(d["signature"]), signer_pub=key)
+        seal = Seal(statement=dict(d["statement"]), signature=bytes.fromhex(d["signature"]), signer_pub=key)
     except (ValueError, KeyError, TypeError, AttributeError, UnsupportedAlgorithm):
         raise OtpBatchError(f"seal: {path} is malformed") from None
+    # Every byte counts: a PEM or hex spelling the parsers tolerate, or moved whitespace, is an
+    # alteration too, so the file must be exactly what write_seal would write for its content.
+    if _seal_bytes(seal) != raw:
+        raise OtpBatchError(f"seal: {path} is not byte-for-byte what the batch tool writes (altered?)")
+    return seal
+
+
+def _seal_bytes(seal: Seal) -> bytes:
+    return (json.dumps(seal.to_json(), indent=1, sort_keys=True) + "\n").encode()
 
 
 def write_seal(seal: Seal, info: BatchInfo) -> None:
-    write_atomic(
-        info.root / SEAL_JSON, (json.dumps(seal.to_json(), indent=1, sort_keys=True) + "\n").encode()
-    )
+    write_atomic(info.root / SEAL_JSON, _seal_bytes(seal))

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from nusec.provision.errors import VerificationError
 from pki.ca.csr import assemble_csr, board_csr_info, check_board_csr
+from pki.ecpoint import point_of
 from pki.errors import PkiError
 
 RAW_SIG_LEN = 64
@@ -30,11 +31,6 @@ def public_key_from_point(point: bytes) -> ec.EllipticCurvePublicKey:
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     except ValueError:
         raise VerificationError("public key is not a valid P-256 point") from None
-
-
-def point_of(key: ec.EllipticCurvePublicKey) -> bytes:
-    """65-byte SEC1 uncompressed point."""
-    return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
 
 
 def raw_to_der_signature(raw: bytes) -> bytes:

@@ -18,12 +18,12 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
 
 from nusec.provision.steps import STEP_IDS, step_by_id
+from pki import files
 
 
 class JournalError(RuntimeError):
@@ -35,18 +35,9 @@ def _safe_name(text: str) -> str:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a fsync'ed temp file and a rename (never half-written)."""
+    """Write ``data`` to ``path`` (private, 0600) via a fsync'ed temp file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    files.write_atomic(path, data, mode=0o600)
 
 
 def remember_probe(journal_dir: Path, probe_id: str, uid: bytes) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nusec.sim import memmap
+from pki import files
 
 STATE_VERSION = 1
 KS_SRAM_SLOTS = 32
@@ -214,17 +214,7 @@ class NvStore:
         durable = fsync_enabled()
         self.directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps(state.to_json(self.board), separators=(",", ":")).encode("ascii")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.board}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                if durable:
-                    os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        files.write_atomic(self.path, data, mode=0o600, sync=os.fsync if durable else None)
         if not durable:
             return
         dfd = os.open(self.directory, os.O_RDONLY)

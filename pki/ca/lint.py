@@ -99,9 +99,7 @@ def _errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity in ("ERROR", "FATAL")]
 
 
-def require_clean_certificate(cert: x509.Certificate, what: str = "certificate") -> list[Finding]:
-    """Raise ``LintError`` if pkilint reports any ERROR/FATAL finding; else return the findings."""
-    findings = lint_certificate(cert)
+def _require_no_errors(findings: list[Finding], what: str) -> list[Finding]:
     errors = _errors(findings)
     if errors:
         shown = "; ".join(str(e) for e in errors[:3])
@@ -109,11 +107,11 @@ def require_clean_certificate(cert: x509.Certificate, what: str = "certificate")
     return findings
 
 
+def require_clean_certificate(cert: x509.Certificate, what: str = "certificate") -> list[Finding]:
+    """Raise ``LintError`` if pkilint reports any ERROR/FATAL finding; else return the findings."""
+    return _require_no_errors(lint_certificate(cert), what)
+
+
 def require_clean_crl(crl_obj: x509.CertificateRevocationList) -> list[Finding]:
     """Raise ``LintError`` if pkilint reports any ERROR/FATAL finding on the CRL."""
-    findings = lint_crl(crl_obj)
-    errors = _errors(findings)
-    if errors:
-        shown = "; ".join(str(e) for e in errors[:3])
-        raise LintError(f"pkilint refused the CRL: {shown}", tuple(str(e) for e in errors))
-    return findings
+    return _require_no_errors(lint_crl(crl_obj), "CRL")

@@ -47,6 +47,8 @@ from typing import Protocol, Self, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pki.ecpoint import point_of
+
 #: Length of a SHA-256 digest, the only digest ``sign_digest`` accepts.
 DIGEST_LEN = 32
 #: Length of a SEC1 uncompressed P-256 point (04‖X‖Y).
@@ -84,11 +86,7 @@ class KeyPairInfo:
     @property
     def public_point(self) -> bytes:
         """SEC1 uncompressed point (65 bytes, 04‖X‖Y)."""
-        from cryptography.hazmat.primitives import serialization
-
-        return self.public_key.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
+        return point_of(self.public_key)
 
 
 class SecretKeyKind(enum.Enum):
@@ -122,11 +120,7 @@ class EphemeralKeyPair:
     @property
     def public_point(self) -> bytes:
         """SEC1 uncompressed point (65 bytes, 04‖X‖Y)."""
-        from cryptography.hazmat.primitives import serialization
-
-        return self.public_key.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
+        return point_of(self.public_key)
 
 
 @runtime_checkable

@@ -41,13 +41,14 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import pkcs11
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from pkcs11 import KDF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11e
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from pki.ecpoint import key_id_of, point_of
 from pki.errors import (
     DuplicateKeyError,
     HsmError,
@@ -110,14 +111,6 @@ def _public_from_point(ec_point: bytes) -> ec.EllipticCurvePublicKey:
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
     except ValueError:
         raise HsmError("token returned an EC point that is not on P-256") from None
-
-
-def _point_of(public_key: ec.EllipticCurvePublicKey) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-
-
-def _ski(public_key: ec.EllipticCurvePublicKey) -> bytes:
-    return hashlib.sha1(_point_of(public_key), usedforsecurity=False).digest()
 
 
 # --- library and shared sessions ----------------------------------------------------------------
@@ -384,7 +377,7 @@ class Pkcs11Backend:
             public_key = _public_from_point(bytes(pub[Attribute.EC_POINT]))
             final_id = tmp_id
             if key_id is None:
-                final_id = _ski(public_key)
+                final_id = key_id_of(public_key)
                 try:
                     priv[Attribute.ID] = final_id
                     pub[Attribute.ID] = final_id
@@ -695,7 +688,7 @@ class Pkcs11Backend:
             public_key.curve, ec.SECP256R1
         ):
             raise HsmError(f"{what}: public key must be EC P-256")
-        kid = key_id if key_id is not None else _ski(public_key)
+        kid = key_id if key_id is not None else key_id_of(public_key)
         with self._session(what) as session:
             if self._label_taken(session, label):
                 raise DuplicateKeyError(
@@ -755,7 +748,7 @@ class Pkcs11Backend:
                         Attribute.ID: kid,
                         Attribute.VERIFY: True,
                         Attribute.EC_PARAMS: _P256_PARAMS,
-                        Attribute.EC_POINT: b"\x04\x41" + _point_of(public_key),
+                        Attribute.EC_POINT: b"\x04\x41" + point_of(public_key),
                     }
                 )
             except BaseException:

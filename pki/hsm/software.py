@@ -9,7 +9,6 @@ against SoftHSM2. Keys live in process memory: never use it for real keys.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap_with_padding,
 )
 
+from pki.ecpoint import key_id_of
 from pki.errors import DuplicateKeyError, HsmError, KeyNotFoundError, KeyNotWrappableError, UnwrapError
 from pki.hsm.backend import (
     DIGEST_LEN,
@@ -96,10 +96,7 @@ class SoftwareBackend:
                     return self._info(label)
                 raise DuplicateKeyError(f"a key labelled {label!r} already exists")
             private = ec.generate_private_key(ec.SECP256R1())
-            point = private.public_key().public_bytes(
-                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-            )
-            kid = key_id if key_id is not None else hashlib.sha1(point, usedforsecurity=False).digest()
+            kid = key_id if key_id is not None else key_id_of(private.public_key())
             self._pairs[label] = _Pair(private, kid, policy)
             return self._info(label)
 
@@ -255,10 +252,7 @@ class SoftwareBackend:
                 raise UnwrapError("the wrapped blob is invalid for this KEK") from None
             if not isinstance(private, ec.EllipticCurvePrivateKey) or private.public_key() != public_key:
                 raise UnwrapError("the unwrapped key does not match the given public key")
-            point = public_key.public_bytes(
-                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-            )
-            kid = key_id if key_id is not None else hashlib.sha1(point, usedforsecurity=False).digest()
+            kid = key_id if key_id is not None else key_id_of(public_key)
             self._pairs[label] = _Pair(private, kid, policy)
             return self._info(label)
 

@@ -12,7 +12,6 @@ removes what it wrote if a later write fails: never a half-written set, never an
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pki.ca import Issuer, Role, issue_operator_certificate, issue_server_certificate
 from pki.errors import PkiError
+from pki.files import write_atomic
 
 #: File name of the CA bundle (ICA then RootCA) written next to every credential.
 CA_BUNDLE_NAME = "ca-bundle.pem"
@@ -64,19 +64,11 @@ class ServiceCredentials:
 
 
 def write_new(path: Path, data: bytes, mode: int) -> Path:
-    """Create ``path`` (refusing to overwrite) with ``mode`` from the start."""
+    """Create ``path`` atomically with ``mode`` from the start, refusing to overwrite."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        write_atomic(path, data, mode=mode, overwrite=False)
     except FileExistsError:
         raise CredentialsExistError(f"{path} already exists; refusing to overwrite") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -127,6 +119,30 @@ def _write_set(out_dir: Path, files: Sequence[tuple[str, bytes, int]], bundle: b
     return bundle_path
 
 
+def _issue_key_and_cert(
+    ica: Issuer,
+    root_cert: x509.Certificate,
+    out_dir: Path,
+    stem: str,
+    issue: Callable[[ec.EllipticCurvePublicKey], x509.Certificate],
+    on_issued: Callable[[x509.Certificate], None] | None,
+) -> tuple[Path, Path, Path, x509.Certificate]:
+    """Check the outputs are free, make a fresh P-256 key, ``issue`` its certificate, run
+    ``on_issued``, then write ``STEM.pem``, ``STEM.key`` (0600) and the CA bundle.
+    Returns (cert path, key path, bundle path, certificate)."""
+    _refuse_outputs(out_dir, stem, cert_pem(ica.certificate, root_cert))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = issue(key.public_key())
+    if on_issued is not None:
+        on_issued(cert)
+    bundle = _write_set(
+        out_dir,
+        [(f"{stem}.pem", cert_pem(cert), 0o644), (f"{stem}.key", key_pem(key), 0o600)],
+        cert_pem(ica.certificate, root_cert),
+    )
+    return out_dir / f"{stem}.pem", out_dir / f"{stem}.key", bundle, cert
+
+
 def issue_server_credentials(
     ica: Issuer,
     root_cert: x509.Certificate,
@@ -143,19 +159,18 @@ def issue_server_credentials(
 
     ``on_issued(cert)`` runs after issuance and before any file is written (e.g. to record the
     certificate in the store); if it raises, nothing is written."""
-    _refuse_outputs(out_dir, stem, cert_pem(ica.certificate, root_cert))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = issue_server_certificate(
-        ica, key.public_key(), common_name=common_name, dns_names=dns_names, ip_addresses=ip_addresses
+    return ServerCredentials(
+        *_issue_key_and_cert(
+            ica,
+            root_cert,
+            out_dir,
+            stem,
+            lambda public: issue_server_certificate(
+                ica, public, common_name=common_name, dns_names=dns_names, ip_addresses=ip_addresses
+            ),
+            on_issued,
+        )
     )
-    if on_issued is not None:
-        on_issued(cert)
-    bundle = _write_set(
-        out_dir,
-        [(f"{stem}.pem", cert_pem(cert), 0o644), (f"{stem}.key", key_pem(key), 0o600)],
-        cert_pem(ica.certificate, root_cert),
-    )
-    return ServerCredentials(out_dir / f"{stem}.pem", out_dir / f"{stem}.key", bundle, cert)
 
 
 def issue_client_credentials(
@@ -172,17 +187,18 @@ def issue_client_credentials(
     """A fresh P-256 key and an ``operator-client`` certificate (CN ``name``, OU ``role``) issued
     by ``ica``: ``STEM.pem``, ``STEM.key`` (0600) and ``ca-bundle.pem`` (``on_issued`` as for
     ``issue_server_credentials``)."""
-    _refuse_outputs(out_dir, stem, cert_pem(ica.certificate, root_cert))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = issue_operator_certificate(ica, key.public_key(), name=name, role=role, organization=organization)
-    if on_issued is not None:
-        on_issued(cert)
-    bundle = _write_set(
-        out_dir,
-        [(f"{stem}.pem", cert_pem(cert), 0o644), (f"{stem}.key", key_pem(key), 0o600)],
-        cert_pem(ica.certificate, root_cert),
+    return ClientCredentials(
+        *_issue_key_and_cert(
+            ica,
+            root_cert,
+            out_dir,
+            stem,
+            lambda public: issue_operator_certificate(
+                ica, public, name=name, role=role, organization=organization
+            ),
+            on_issued,
+        )
     )
-    return ClientCredentials(out_dir / f"{stem}.pem", out_dir / f"{stem}.key", bundle, cert)
 
 
 def issue_service_credentials(

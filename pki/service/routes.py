@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from pki import store
 from pki.ca import BOARD_IDENTITY, Role, issue_board_certificate_from_csr, load_csr
+from pki.ecpoint import point_of
 from pki.errors import KeyNotFoundError, PkiError, UnwrapError
 from pki.hsm import KeyPolicy
 from pki.hsm.batch_import import import_batch_key
@@ -174,6 +177,20 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         ctx.record_refusal(who, action, uid, problem.detail, {"status": problem.status})
         return problem
 
+    @contextmanager
+    def refusals_audited(who: Principal, action: str, uid: str) -> Iterator[None]:
+        """A refusal inside (``Problem`` or ``PkiError``) is audited and raised as a ``Problem``."""
+        try:
+            yield
+        except (Problem, PkiError) as exc:
+            raise refused(who, action, uid, exc) from None
+
+    @contextmanager
+    def board_locked(who: Principal, action: str, uid: str) -> Iterator[None]:
+        """Hold the board's lock for ``action``, with refusals audited."""
+        with refusals_audited(who, action, uid), ctx.board_locks.hold(uid):
+            yield
+
     def status_of(session: Session, board: BoardProgress) -> BoardStatus:
         steps = session.execute(
             select(BoardStep).where(BoardStep.uid == board.uid).order_by(BoardStep.id)
@@ -282,11 +299,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     ) -> BoardCertificate:
         """Issue the board identity certificate from its CSR (policy: pki.ca). Same CSR, same certificate."""
         uid, raw_uid = _uid(uid)
-        try:
-            with ctx.board_locks.hold(uid):
-                return _certify(uid, raw_uid, body.csr_pem, who)
-        except (Problem, PkiError) as exc:
-            raise refused(who, "certify", uid, exc) from None
+        with board_locked(who, "certify", uid):
+            return _certify(uid, raw_uid, body.csr_pem, who)
 
     def _certify(uid: str, raw_uid: bytes, csr_pem: str, who: Principal) -> BoardCertificate:
         csr = load_csr(csr_pem.encode())
@@ -361,7 +375,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     def _sb_answer(uid: str, der: bytes, created: bool) -> SecureBootKey:
         public = serialization.load_der_public_key(der)
         assert isinstance(public, ec.EllipticCurvePublicKey)
-        point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        point = point_of(public)
         pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         return SecureBootKey(
             uid=uid, public_key_pem=pem.decode(), public_xy_hex=point[1:].hex(), created=created
@@ -375,36 +389,33 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     def make_secure_boot_key(uid: Uid, who: Operator, _key: IdempotencyKey = None) -> SecureBootKey:
         """Make the board's secure-boot key pair in the HSM (first call) or return its public key."""
         uid, _ = _uid(uid)
-        try:
-            with ctx.board_locks.hold(uid):
-                with ctx.sessions() as session:
-                    board = load_board(session, uid)
-                    if board.sb_public_der is not None:
-                        return _sb_answer(uid, board.sb_public_der, created=False)
-                    require_state(board, BoardState.CERTIFIED, "a secure-boot key")
-                label = _sb_label(uid)
-                existing = ctx.backend.find_ec_keypair(label)  # left by a run that died before commit
-                info = existing or ctx.backend.generate_ec_keypair(label, policy=KeyPolicy())
-                der = info.public_key.public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        with board_locked(who, "secure-boot-key", uid):
+            with ctx.sessions() as session:
+                board = load_board(session, uid)
+                if board.sb_public_der is not None:
+                    return _sb_answer(uid, board.sb_public_der, created=False)
+                require_state(board, BoardState.CERTIFIED, "a secure-boot key")
+            label = _sb_label(uid)
+            existing = ctx.backend.find_ec_keypair(label)  # left by a run that died before commit
+            info = existing or ctx.backend.generate_ec_keypair(label, policy=KeyPolicy())
+            der = info.public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            with ctx.write() as session:
+                board = load_board(session, uid)
+                board.sb_key_label = label
+                board.sb_public_der = der
+                _advance(board, BoardState.SECURE_BOOT_KEY)
+                _step(session, uid, BoardState.SECURE_BOOT_KEY.value, who)
+                audit.append(
+                    session,
+                    actor=who.name,
+                    role=who.role.value,
+                    action="secure-boot-key",
+                    subject=uid,
+                    detail={"label": label, "public_sha256": hashlib.sha256(der).hexdigest()},
                 )
-                with ctx.write() as session:
-                    board = load_board(session, uid)
-                    board.sb_key_label = label
-                    board.sb_public_der = der
-                    _advance(board, BoardState.SECURE_BOOT_KEY)
-                    _step(session, uid, BoardState.SECURE_BOOT_KEY.value, who)
-                    audit.append(
-                        session,
-                        actor=who.name,
-                        role=who.role.value,
-                        action="secure-boot-key",
-                        subject=uid,
-                        detail={"label": label, "public_sha256": hashlib.sha256(der).hexdigest()},
-                    )
-                return _sb_answer(uid, der, created=True)
-        except (Problem, PkiError) as exc:
-            raise refused(who, "secure-boot-key", uid, exc) from None
+            return _sb_answer(uid, der, created=True)
 
     @router.post(
         "/boards/{uid}/secure-boot-key/import",
@@ -417,11 +428,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         """Import the board's secure-boot key from a sealed bulk OTP batch image into the HSM
         (unwrapped inside the HSM only); same answer as POST /secure-boot-key."""
         uid, raw_uid = _uid(uid)
-        try:
-            with ctx.board_locks.hold(uid):
-                return _import_sb_key(uid, raw_uid, body, who)
-        except (Problem, PkiError) as exc:
-            raise refused(who, "secure-boot-key-import", uid, exc) from None
+        with board_locked(who, "secure-boot-key-import", uid):
+            return _import_sb_key(uid, raw_uid, body, who)
 
     def _import_sb_key(uid: str, raw_uid: bytes, body: SecureBootKeyImport, who: Principal) -> SecureBootKey:
         with ctx.sessions() as session:
@@ -599,7 +607,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         uid: str, data: bytes, who: Principal, version: str | None, header_size: int, load_address: int
     ) -> Response:
         uid, _ = _uid(uid)
-        try:
+        with refusals_audited(who, "sign-firmware", uid):
             with ctx.sessions() as session:
                 board = load_board(session, uid)
                 require_state(board, BoardState.SECURE_BOOT_KEY, "firmware signing")
@@ -651,8 +659,6 @@ def build_router(ctx: ServiceContext) -> APIRouter:
                         "size": len(data),
                     },
                 )
-        except (Problem, PkiError) as exc:
-            raise refused(who, "sign-firmware", uid, exc) from None
         return Response(
             signed.image,
             media_type="application/octet-stream",
@@ -671,11 +677,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     ) -> KeyAgreementResponse:
         """Step 1-2 of docs/key-agreement.md: check board_sig, answer srv_eph, srv_sig, kc_server."""
         uid, raw_uid = _uid(uid)
-        try:
-            with ctx.board_locks.hold(uid):
-                return _key_agreement(uid, raw_uid, body, who)
-        except (Problem, PkiError) as exc:
-            raise refused(who, "key-agreement", uid, exc) from None
+        with board_locked(who, "key-agreement", uid):
+            return _key_agreement(uid, raw_uid, body, who)
 
     def _key_agreement(
         uid: str, raw_uid: bytes, body: KeyAgreementRequest, who: Principal
@@ -783,11 +786,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     ) -> KeyConfirmResponse:
         """Step 4: check kc_board inside the HSM; on success the board's AES key is agreed."""
         uid, _ = _uid(uid)
-        try:
-            with ctx.board_locks.hold(uid):
-                return _confirm(uid, session_id, bytes.fromhex(body.kc_board), who)
-        except (Problem, PkiError) as exc:
-            raise refused(who, "key-confirm", uid, exc) from None
+        with board_locked(who, "key-confirm", uid):
+            return _confirm(uid, session_id, bytes.fromhex(body.kc_board), who)
 
     def _confirm(uid: str, session_id: str, kc_board: bytes, who: Principal) -> KeyConfirmResponse:
         with ctx.sessions() as session:

@@ -21,12 +21,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from pki.ca import Issuer, create_root_certificate, issue_ica_certificate
 from pki.hsm.softhsm import SoftHsmDir, SoftHsmToken
 from pki.service.config import ServiceConfig
 from pki.service.server import ServiceHandle, run_in_background
 from tests.service.board import Board
 from tests.service.client import ServiceClient
+from tests.service.conftest import make_ca
 
 BIN = Path(sys.executable).parent / "nusec"
 LINT_CRL = Path(sys.executable).parent / "lint_crl"
@@ -101,16 +101,7 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca]:
     root = tmp_path_factory.mktemp("pki-cli")
     token = SoftHsmDir.create(root / "hsm").init_token(TOKEN_LABEL)
     with token.open_backend() as backend:
-        backend.generate_ec_keypair("root-ca")
-        ica_info = backend.generate_ec_keypair("ica")
-        root_cert = create_root_certificate(
-            backend, "root-ca", x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NuSec CLI Test Root")])
-        )
-        ica_cert = issue_ica_certificate(
-            Issuer(backend, "root-ca", root_cert),
-            ica_info.public_key,
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NuSec CLI Test ICA")]),
-        )
+        root_cert, ica_cert = make_ca(backend, "root-ca", "ica", "NuSec CLI Test")
     (root / "root-ca.pem").write_bytes(root_cert.public_bytes(serialization.Encoding.PEM))
     (root / "ica.pem").write_bytes(ica_cert.public_bytes(serialization.Encoding.PEM))
     yield Ca(root, token, root / "root-ca.pem", root / "ica.pem", f"sqlite:///{root / 'service.db'}")

@@ -92,26 +92,34 @@ def _corpus(n: int, seed: int) -> list[bytes]:
     return out
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
-def test_corpus_under_address_sanitizer(tmp_path: Path) -> None:
-    exe = tmp_path / "otp_asan"
+def _build_harness(nc_otp_c: Path, exe: Path, sanitize: list[str]) -> Path:
+    """Compile ``nc_otp_c`` (the real one, or a broken copy) with the C harness under ``sanitize``."""
     subprocess.run(
         [
             "gcc",
             "-std=c99",
             "-O1",
             "-g",
-            "-fsanitize=address,undefined",
-            "-fno-sanitize-recover=all",
+            *sanitize,
             "-I",
             str(ROOT / "csrc"),
-            str(ROOT / "csrc" / "nc_otp.c"),
+            str(nc_otp_c),
             str(ROOT / "csrc" / "nc_hash.c"),
             str(Path(__file__).parent / "otp_asan_harness.c"),
             "-o",
             str(exe),
         ],
         check=True,
+    )
+    return exe
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def test_corpus_under_address_sanitizer(tmp_path: Path) -> None:
+    exe = _build_harness(
+        ROOT / "csrc" / "nc_otp.c",
+        tmp_path / "otp_asan",
+        ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
     )
     corpus = _corpus(3000, seed=8)
     path = tmp_path / "corpus.bin"
@@ -135,24 +143,7 @@ def test_harness_catches_an_overread(tmp_path: Path) -> None:
     )
     assert broken != src
     (tmp_path / "nc_otp.c").write_text(broken)
-    exe = tmp_path / "otp_asan"
-    subprocess.run(
-        [
-            "gcc",
-            "-std=c99",
-            "-O1",
-            "-g",
-            "-fsanitize=address",
-            "-I",
-            str(ROOT / "csrc"),
-            str(tmp_path / "nc_otp.c"),
-            str(ROOT / "csrc" / "nc_hash.c"),
-            str(Path(__file__).parent / "otp_asan_harness.c"),
-            "-o",
-            str(exe),
-        ],
-        check=True,
-    )
+    exe = _build_harness(tmp_path / "nc_otp.c", tmp_path / "otp_asan", ["-fsanitize=address"])
     path = tmp_path / "corpus.bin"
     path.write_bytes(struct.pack("<I", 100) + bytes(100))
     res = subprocess.run([str(exe), str(path)], capture_output=True, text=True, timeout=60)

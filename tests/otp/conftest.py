@@ -36,9 +36,10 @@ def backend(token: SoftHsmToken) -> Iterator[Pkcs11Backend]:
         yield b
 
 
-def _cert(
+def ca_certificate(
     subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: ec.EllipticCurvePrivateKey
 ) -> x509.Certificate:
+    """A throwaway P-256 CA certificate (CN only, a year, CA:TRUE) signed by ``signer``."""
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
@@ -59,9 +60,10 @@ def ca_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root_key = ec.generate_private_key(ec.SECP256R1())
     ica_key = ec.generate_private_key(ec.SECP256R1())
     other_key = ec.generate_private_key(ec.SECP256R1())
-    root = _cert("Test Root", root_key, "Test Root", root_key)
-    ica = _cert("Test ICA", ica_key, "Test Root", root_key)
-    stray = _cert("Stray ICA", other_key, "Test Root", other_key)  # claims Test Root, signed by someone else
+    root = ca_certificate("Test Root", root_key, "Test Root", root_key)
+    ica = ca_certificate("Test ICA", ica_key, "Test Root", root_key)
+    # claims Test Root, signed by someone else
+    stray = ca_certificate("Stray ICA", other_key, "Test Root", other_key)
     for name, cert in (("root.pem", root), ("ica.pem", ica), ("stray.pem", stray)):
         (d / name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return d

@@ -7,39 +7,20 @@ tool under test).
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from nusec.provision.client import TlsConfig
-from pki.service.server import ServiceHandle, run_in_background
-from tests.service.conftest import Pki, make_pki
+from tests.service import conftest as service_conftest
+from tests.service.conftest import Pki
+
+# one real OEM service (own SoftHSM2 token, mTLS) per module, exactly as the service tests get it
+pki_files = service_conftest.pki_files
+service = service_conftest.service
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "nusec" / "board" / "bin" / "firmware.bin"
-
-
-@pytest.fixture(scope="module")
-def pki_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
-    previous = os.environ.get("SOFTHSM2_CONF")
-    yield make_pki(tmp_path_factory.mktemp("prov-pki"))
-    if previous is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = previous
-
-
-@pytest.fixture(scope="module")
-def service(pki_files: Pki) -> Iterator[ServiceHandle]:
-    handle = run_in_background(pki_files.config(), env=pki_files.token.environ())
-    try:
-        yield handle
-    finally:
-        handle.stop()
-        if handle.log_path is not None:
-            handle.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture()

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -27,21 +28,10 @@ def service_state(url: str, tls: TlsConfig, uid_hex: str) -> str:
         return str(r.json()["state"])
 
 
-def assert_provisioned(
-    sim_dir: Path, board: str, result: ProvisionResult, root_pem: Path, url: str, tls: TlsConfig, tmp: Path
-) -> None:
-    """The issue's 'done when', checked on the board's own state."""
-    assert result.ok, result.error
-    assert result.locked and result.key_confirmed
-    state = BoardFile.load(sim_dir, board)
-    image = otp.parse(state.otp, check_digest=True)
-    assert image.uid.hex().upper() == result.uid
-    # 1. openssl verify accepts the board certificate read back from OTP (ICA also from OTP)
-    assert image.board_cert is not None
-    from cryptography import x509
-
-    leaf = x509.load_der_x509_certificate(image.board_cert)
-    ica = x509.load_der_x509_certificate(image.ica_cert)
+def assert_openssl_verifies(root_pem: Path, leaf_der: bytes, ica_der: bytes, tmp: Path) -> None:
+    """``openssl verify`` accepts the leaf certificate under ``root_pem`` with the ICA as untrusted."""
+    leaf = x509.load_der_x509_certificate(leaf_der)
+    ica = x509.load_der_x509_certificate(ica_der)
     (tmp / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     (tmp / "ica.pem").write_bytes(ica.public_bytes(serialization.Encoding.PEM))
     out = subprocess.run(
@@ -58,20 +48,39 @@ def assert_provisioned(
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    # 2. the firmware in flash verifies against the secure-boot key in OTP (imgtool)
-    pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + image.secure_boot_pub)
+
+
+def assert_imgtool_verifies(sb_point: bytes, image: bytes, tmp: Path) -> None:
+    """``imgtool verify`` accepts the MCUboot ``image`` with the 65-byte secure-boot public point."""
+    pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), sb_point)
     (tmp / "sb.pem").write_bytes(
         pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    signed = Path(str(result.firmware_signed)).read_bytes()
-    (tmp / "flash.bin").write_bytes(state.flash(len(signed)))
-    assert state.flash(len(signed)) == signed
+    (tmp / "flash.bin").write_bytes(image)
     out = subprocess.run(
         [str(IMGTOOL), "verify", "-k", str(tmp / "sb.pem"), str(tmp / "flash.bin")],
         capture_output=True,
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def assert_provisioned(
+    sim_dir: Path, board: str, result: ProvisionResult, root_pem: Path, url: str, tls: TlsConfig, tmp: Path
+) -> None:
+    """The issue's 'done when', checked on the board's own state."""
+    assert result.ok, result.error
+    assert result.locked and result.key_confirmed
+    state = BoardFile.load(sim_dir, board)
+    image = otp.parse(state.otp, check_digest=True)
+    assert image.uid.hex().upper() == result.uid
+    # 1. openssl verify accepts the board certificate read back from OTP (ICA also from OTP)
+    assert image.board_cert is not None
+    assert_openssl_verifies(root_pem, image.board_cert, image.ica_cert, tmp)
+    # 2. the firmware in flash verifies against the secure-boot key in OTP (imgtool)
+    signed = Path(str(result.firmware_signed)).read_bytes()
+    assert state.flash(len(signed)) == signed
+    assert_imgtool_verifies(b"\x04" + image.secure_boot_pub, state.flash(len(signed)), tmp)
     # 3. key confirmation: the service holds the agreed key
     assert service_state(url, tls, image.uid.hex().upper()) == "key_agreed"
     # 4. the board is locked

@@ -9,19 +9,17 @@ verify, imgtool verify, the service's status and the board's state file.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nucore import otp
-from nusec.otp_batch import build_batch, ensure_batch_keys, load_spec, read_batch_info, read_image, read_line
+from nusec.otp_batch import ensure_batch_keys, read_batch_info, read_image, read_line
 from nusec.provision import client as client_mod
 from nusec.provision import flow
 from nusec.provision.client import TlsConfig
@@ -29,13 +27,11 @@ from nusec.provision.otp_writer import ProgramLog
 from nusec.provision.report import ProvisionResult
 from nusec.provision.steps import STEP_IDS
 from nusec.sim.board import board_uid
-from pki.service.server import ServiceHandle, run_in_background
+from pki.service.server import ServiceHandle
 from tests.provision.conftest import FIRMWARE, BoardFile
-from tests.provision.helpers import IMGTOOL, service_state
-from tests.service.conftest import TOKEN_LABEL, Pki
+from tests.provision.helpers import assert_imgtool_verifies, assert_openssl_verifies, service_state
+from tests.service.conftest import BATCH_KEK, BATCH_SIGNER, Pki, build_test_batch, running_service
 
-KEK = "otp-batch-kek"
-SIGNER = "otp-batch-signer"
 BLANK_UID = b"\xff" * 12
 BOARD_CERT_ENTRIES = set(otp.FIELDS["board_cert"].entries)
 
@@ -48,30 +44,9 @@ class Killed(BaseException):
 def service(pki_files: Pki) -> Iterator[ServiceHandle]:
     """The batch KEK and seal signer are made in the service's token before it starts."""
     with pki_files.token.open_backend() as backend:
-        ensure_batch_keys(backend, KEK, SIGNER)
-    handle = run_in_background(pki_files.config(), env=pki_files.token.environ())
-    try:
+        ensure_batch_keys(backend, BATCH_KEK, BATCH_SIGNER)
+    with running_service(pki_files) as handle:
         yield handle
-    finally:
-        handle.stop()
-        if handle.log_path is not None:
-            handle.log_path.unlink(missing_ok=True)
-
-
-def _batch(pki: Pki, out: Path, **spec: Any) -> Path:
-    raw = {
-        "layout_version": 1,
-        "root_cert": str(pki.root_pem),
-        "ica_cert": str(pki.ica_pem),
-        "hsm": {"uri": f"pkcs11:token={TOKEN_LABEL}", "kek_label": KEK, "signer_label": SIGNER},
-        "chunk_size": 2,
-        **spec,
-    }
-    path = out.with_suffix(".yaml")
-    path.write_text(yaml.safe_dump(raw))
-    with pki.token.open_backend() as backend:
-        build_batch(load_spec(path), out, backend, jobs=1)
-    return out
 
 
 def _run(service: ServiceHandle, tls: TlsConfig, journal: Path, probe: str, batch: Path) -> ProvisionResult:
@@ -113,37 +88,11 @@ def _check_board(
     assert image.board_cert is not None
     leaf = x509.load_der_x509_certificate(image.board_cert)
     assert board_uid(name).hex().upper() in leaf.subject.rfc4514_string().upper()
-    (tmp / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    ica = x509.load_der_x509_certificate(image.ica_cert)
-    (tmp / "ica.pem").write_bytes(ica.public_bytes(serialization.Encoding.PEM))
-    out = subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-CAfile",
-            str(pki.root_pem),
-            "-untrusted",
-            str(tmp / "ica.pem"),
-            str(tmp / "leaf.pem"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
+    assert_openssl_verifies(pki.root_pem, image.board_cert, image.ica_cert, tmp)
     # the firmware in flash verifies with the batch manifest's key (imgtool)
-    pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), line.sb_pub)
-    (tmp / "sb.pem").write_bytes(
-        pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
     signed = Path(str(res.firmware_signed)).read_bytes()
     assert state.flash(len(signed)) == signed
-    (tmp / "flash.bin").write_bytes(signed)
-    out = subprocess.run(
-        [str(IMGTOOL), "verify", "-k", str(tmp / "sb.pem"), str(tmp / "flash.bin")],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
+    assert_imgtool_verifies(line.sb_pub, signed, tmp)
     # ECDH key confirmation reached the service; the board is locked; no OTP word burned twice
     assert service_state(url, tls, res.uid) == "key_agreed"
     assert (state.config[0x34] & 0xFF) != 0x5A
@@ -160,7 +109,7 @@ def test_count_mode_batch_boards_end_to_end_with_resume(
     monkeypatch: pytest.MonkeyPatch,
     otp_programs: dict[int, int],
 ) -> None:
-    batch = _batch(pki_files, tmp_path / "batch", count=4)
+    batch = build_test_batch(pki_files, tmp_path / "batch", count=4)
     journal = tmp_path / "j"
 
     # first run dies right after the service imported the key (its answer is lost)
@@ -201,7 +150,7 @@ def test_uid_list_batch_writes_the_boards_uid_and_refuses_strangers(
 ) -> None:
     uids = tmp_path / "uids.txt"
     uids.write_text(f"{board_uid('bu0').hex()}\n{board_uid('bu1').hex()}\n")
-    batch = _batch(pki_files, tmp_path / "batch", uids=str(uids))
+    batch = build_test_batch(pki_files, tmp_path / "batch", uids=str(uids))
     res = _run(service, tls, tmp_path / "j", "sim:bu1", batch)
     assert _check_board(sim_dir, "bu1", res, batch, pki_files, service.url, tls, tmp_path) == 1
     state = BoardFile.load(sim_dir, "bu1")
@@ -223,7 +172,7 @@ def test_service_answering_another_key_stops_before_the_key_is_burned(
     pki_files: Pki,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    batch = _batch(pki_files, tmp_path / "batch", count=2)
+    batch = build_test_batch(pki_files, tmp_path / "batch", count=2)
     forged = ec.generate_private_key(ec.SECP256R1()).public_key()
     forged_xy = forged.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint

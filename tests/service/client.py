@@ -100,5 +100,16 @@ class ServiceClient:
     def audit(self, after: int = 0, limit: int = 100) -> httpx.Response:
         return self.http.get("/v1/audit", params={"after": after, "limit": limit})
 
+    def all_audit_entries(self) -> list[dict[str, Any]]:
+        """Every audit entry, following ``next_after`` page by page."""
+        entries: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = self.audit(after=after, limit=1000).json()
+            entries += page["entries"]
+            if page["next_after"] is None:
+                return entries
+            after = page["next_after"]
+
     def audit_verify(self) -> httpx.Response:
         return self.http.get("/v1/audit/verify")

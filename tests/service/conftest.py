@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from nusec.otp_batch import build_batch, load_spec
 from pki.ca import Issuer, create_root_certificate, issue_ica_certificate
+from pki.hsm import KeyBackend
 from pki.hsm.softhsm import SoftHsmDir, SoftHsmToken
 from pki.service.config import ServiceConfig
 from pki.service.credentials import issue_service_credentials
@@ -26,6 +31,8 @@ from tests.service.client import ServiceClient
 TOKEN_LABEL = "nusec-svc-test"
 ROOT_LABEL = "root-ca"
 ICA_LABEL = "ica"
+BATCH_KEK = "otp-batch-kek"
+BATCH_SIGNER = "otp-batch-signer"
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
@@ -77,20 +84,31 @@ class Pki:
         return ServiceConfig(**base)  # type: ignore[arg-type]
 
 
+def make_ca(
+    backend: KeyBackend, root_label: str, ica_label: str, name: str
+) -> tuple[x509.Certificate, x509.Certificate]:
+    """RootCA and ICA key pairs made in ``backend`` and their certificates (CN ``NAME Root`` and
+    ``NAME ICA``), issued by ``pki.ca``."""
+    backend.generate_ec_keypair(root_label)
+    ica_info = backend.generate_ec_keypair(ica_label)
+    root_cert = create_root_certificate(
+        backend, root_label, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Root")])
+    )
+    ica_cert = issue_ica_certificate(
+        Issuer(backend, root_label, root_cert),
+        ica_info.public_key,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} ICA")]),
+    )
+    return root_cert, ica_cert
+
+
 def make_pki(root: Path) -> Pki:
     """RootCA and ICA keys in a fresh SoftHSM2 token; TLS/operator credentials via
     ``pki.service.credentials`` (the helper the demo uses)."""
     root.mkdir(parents=True, exist_ok=True)
     token = SoftHsmDir.create(root / "hsm").init_token(TOKEN_LABEL)
     with token.open_backend() as backend:
-        backend.generate_ec_keypair(ROOT_LABEL)
-        ica_info = backend.generate_ec_keypair(ICA_LABEL)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NuSec Test Root")])
-        root_cert = create_root_certificate(backend, ROOT_LABEL, name)
-        ica_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NuSec Test ICA")])
-        ica_cert = issue_ica_certificate(
-            Issuer(backend, ROOT_LABEL, root_cert), ica_info.public_key, ica_name
-        )
+        root_cert, ica_cert = make_ca(backend, ROOT_LABEL, ICA_LABEL, "NuSec Test")
         creds = issue_service_credentials(
             Issuer(backend, ICA_LABEL, ica_cert),
             root_cert,
@@ -155,15 +173,40 @@ def pki_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
         os.environ["SOFTHSM2_CONF"] = previous
 
 
-@pytest.fixture(scope="module")
-def service(pki_files: Pki) -> Iterator[ServiceHandle]:
-    handle = run_in_background(pki_files.config(), env=pki_files.token.environ())
+@contextmanager
+def running_service(pki: Pki) -> Iterator[ServiceHandle]:
+    """The real service for ``pki`` on 127.0.0.1; stopped, and its log removed, on the way out."""
+    handle = run_in_background(pki.config(), env=pki.token.environ())
     try:
         yield handle
     finally:
         handle.stop()
         if handle.log_path is not None:
             handle.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def service(pki_files: Pki) -> Iterator[ServiceHandle]:
+    with running_service(pki_files) as handle:
+        yield handle
+
+
+def build_test_batch(pki: Pki, out: Path, **spec: Any) -> Path:
+    """A bulk OTP batch in ``out`` built from ``spec`` on ``pki``'s token (whose KEK and seal signer
+    are ``BATCH_KEK`` and ``BATCH_SIGNER``), chunks of 2."""
+    raw = {
+        "layout_version": 1,
+        "root_cert": str(pki.root_pem),
+        "ica_cert": str(pki.ica_pem),
+        "hsm": {"uri": f"pkcs11:token={TOKEN_LABEL}", "kek_label": BATCH_KEK, "signer_label": BATCH_SIGNER},
+        "chunk_size": 2,
+        **spec,
+    }
+    path = out.with_suffix(".yaml")
+    path.write_text(yaml.safe_dump(raw))
+    with pki.token.open_backend() as backend:
+        build_batch(load_spec(path), out, backend, jobs=1)
+    return out
 
 
 @pytest.fixture(scope="module")

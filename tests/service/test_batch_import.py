@@ -16,28 +16,23 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from nusec.otp_batch import (
-    build_batch,
     ensure_batch_keys,
     key_import_body,
-    load_spec,
     read_batch_info,
     read_line,
 )
 from pki import merkle
-from pki.service.server import ServiceHandle, run_in_background
+from pki.service.server import ServiceHandle
 from tests.service.board import Board
 from tests.service.client import ServiceClient
-from tests.service.conftest import TOKEN_LABEL, Pki
+from tests.service.conftest import BATCH_KEK, BATCH_SIGNER, Pki, build_test_batch, running_service
 from tests.service.firmware_util import cortex_m_firmware, imgtool_verify
 
-KEK = "otp-batch-kek"
-SIGNER = "otp-batch-signer"
 PROBLEM = "application/problem+json"
 
 
@@ -48,45 +43,26 @@ class Batches:
     uids: tuple[bytes, bytes]
 
 
-def _build(pki: Pki, out: Path, **spec: Any) -> Path:
-    raw = {
-        "layout_version": 1,
-        "root_cert": str(pki.root_pem),
-        "ica_cert": str(pki.ica_pem),
-        "hsm": {"uri": f"pkcs11:token={TOKEN_LABEL}", "kek_label": KEK, "signer_label": SIGNER},
-        "chunk_size": 2,
-        **spec,
-    }
-    path = out.with_suffix(".yaml")
-    path.write_text(yaml.safe_dump(raw))
-    with pki.token.open_backend() as backend:
-        build_batch(load_spec(path), out, backend, jobs=1)
-    return out
-
-
 @pytest.fixture(scope="module")
 def batches(pki_files: Pki) -> Batches:
     """Made before the service starts, with the KEK and signer on the service's token."""
     with pki_files.token.open_backend() as backend:
-        ensure_batch_keys(backend, KEK, SIGNER)
+        ensure_batch_keys(backend, BATCH_KEK, BATCH_SIGNER)
     uids = (bytes.fromhex("a1" * 12), bytes.fromhex("b2" * 12))
     (pki_files.dir / "uids.txt").write_text("".join(u.hex() + "\n" for u in uids))
     return Batches(
-        count_dir=_build(pki_files, pki_files.dir / "batch-count", count=4),
-        uid_dir=_build(pki_files, pki_files.dir / "batch-uids", uids=str(pki_files.dir / "uids.txt")),
+        count_dir=build_test_batch(pki_files, pki_files.dir / "batch-count", count=4),
+        uid_dir=build_test_batch(
+            pki_files, pki_files.dir / "batch-uids", uids=str(pki_files.dir / "uids.txt")
+        ),
         uids=uids,
     )
 
 
 @pytest.fixture(scope="module")
 def service(pki_files: Pki, batches: Batches) -> Iterator[ServiceHandle]:
-    handle = run_in_background(pki_files.config(), env=pki_files.token.environ())
-    try:
+    with running_service(pki_files) as handle:
         yield handle
-    finally:
-        handle.stop()
-        if handle.log_path is not None:
-            handle.log_path.unlink(missing_ok=True)
 
 
 def _problem(response: httpx.Response, status: int, slug: str) -> None:
@@ -126,7 +102,7 @@ def _resealed(pki: Pki, batch_dir: Path, index: int, line: dict[str, Any]) -> di
     statement = dict(body["seal"]["statement"], merkle_root=merkle.root(leaves).hex())
     digest = hashlib.sha256(json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()).digest()
     with pki.token.open_backend() as backend:
-        signature = backend.sign_digest(SIGNER, digest)
+        signature = backend.sign_digest(BATCH_SIGNER, digest)
     return {
         **body,
         "line": lines[index].decode(),
@@ -255,14 +231,7 @@ def test_forged_or_altered_batches_are_refused_and_audited(
     # nothing was imported for the board, and every refusal is in the audit log
     assert operator.status(board.uid_hex)["secure_boot_key"] is False
     assert _import(operator, board, good).status_code == 200
-    entries: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = admin.audit(after=after, limit=1000).json()
-        entries += page["entries"]
-        if page["next_after"] is None:
-            break
-        after = page["next_after"]
+    entries = admin.all_audit_entries()
     mine = [(e["action"], e["outcome"]) for e in entries if e["subject"] == board.uid_hex.upper()]
     assert mine.count(("secure-boot-key-import", "refused")) == 8
     assert mine.count(("secure-boot-key-import", "ok")) == 1

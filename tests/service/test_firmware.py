@@ -33,6 +33,19 @@ def _pub(key: ec.EllipticCurvePrivateKey) -> tuple[bytes, str]:
     return der, pem
 
 
+def _imgtool_unsigned(tmp_path: Path, size: int, version: str, header_size: str) -> bytes:
+    """An unsigned MCUboot image of a ``size``-byte firmware, made by ``imgtool create`` (no key)."""
+    raw = tmp_path / "fw.bin"
+    raw.write_bytes(cortex_m_firmware(size))
+    unsigned = tmp_path / "unsigned.bin"
+    subprocess.run(
+        [IMGTOOL, "create", "--version", version, "--header-size", header_size, "--pad-header", "--slot-size",
+         "0x20000", str(raw), str(unsigned)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return unsigned.read_bytes()
+
+
 def _sign(key: ec.EllipticCurvePrivateKey, data: bytes, **kw: object) -> firmware.SignedImage:
     der, _ = _pub(key)
     return firmware.sign_image(
@@ -68,15 +81,7 @@ def test_flipped_byte_is_rejected_by_imgtool(key: ec.EllipticCurvePrivateKey, tm
 def test_imgtool_unsigned_image_is_accepted_and_keeps_its_header(
     key: ec.EllipticCurvePrivateKey, tmp_path: Path
 ) -> None:
-    raw = tmp_path / "fw.bin"
-    raw.write_bytes(cortex_m_firmware(2048))
-    unsigned = tmp_path / "unsigned.bin"
-    subprocess.run(
-        [IMGTOOL, "create", "--version", "2.0.1+7", "--header-size", "0x400", "--pad-header", "--slot-size",
-         "0x20000", str(raw), str(unsigned)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    signed = _sign(key, unsigned.read_bytes())
+    signed = _sign(key, _imgtool_unsigned(tmp_path, 2048, "2.0.1+7", "0x400"))
     assert str(signed.version) == "2.0.1+7"
     assert struct.unpack_from("<H", signed.image, 8)[0] == 0x400
     assert imgtool_verify(signed.image, _pub(key)[1], tmp_path).returncode == 0
@@ -106,15 +111,7 @@ def test_signed_image_is_not_resigned(key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def test_corrupted_hash_tlv_is_refused(key: ec.EllipticCurvePrivateKey, tmp_path: Path) -> None:
-    raw = tmp_path / "fw.bin"
-    raw.write_bytes(cortex_m_firmware(1024))
-    unsigned = tmp_path / "unsigned.bin"
-    subprocess.run(
-        [IMGTOOL, "create", "--version", "1.0.0", "--header-size", "0x200", "--pad-header", "--slot-size",
-         "0x20000", str(raw), str(unsigned)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    data = bytearray(unsigned.read_bytes())
+    data = bytearray(_imgtool_unsigned(tmp_path, 1024, "1.0.0", "0x200"))
     data[0x200 + 50] ^= 0xFF
     with pytest.raises(firmware.FirmwareError, match="SHA256 TLV does not match"):
         _sign(key, bytes(data))

@@ -93,6 +93,7 @@ int main(void) {
     check(nc_p256_ecdh_batch(privs, 32, peers, 65, 4, secrets, status) == 0, "ecdh batch");
     PUBLIC(secrets, sizeof secrets);
     PUBLIC(status, sizeof status);
+    printf("field backend %s\n", nc_p256_field_backend());
     printf("ctgrind harness done, %d failures\n", fails);
     return fails ? 2 : 0;
 }

@@ -1,4 +1,5 @@
-/* The few libc functions the firmware and csrc/nc_hash.c need (no newlib on the board). */
+/* The few libc functions board-side C and csrc/nc_hash.c need (no newlib on the board): shared by
+ * the firmware and the KeyGen snippet; unused ones fall away with --gc-sections. */
 #include <stddef.h>
 #include <stdint.h>
 
