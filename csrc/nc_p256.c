@@ -848,6 +848,7 @@ typedef struct {
 static void comb_mul_batch(aff *out, const limb *table, const uint8_t *ks, size_t stride, size_t m) {
     comb_item it[COMB_BATCH];
     limb inv[NL], dinv[2][NL], lam[2][NL], t[2][NL], x3[2][NL], y3[2][NL];
+    if (m == 0) return;
     for (size_t j = 0; j < m; j++) {
         scalar_le(it[j].le, ks + stride * j);
         it[j].inf = ~(limb)0;
