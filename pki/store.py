@@ -261,6 +261,14 @@ def revoke_certificate(
     return row
 
 
+def find_revocation(session: Session, serial: int) -> Revocation | None:
+    """The revocation of the certificate with ``serial``, or None.
+
+    One lookup on the unique (hence indexed) ``serial`` column: cheap enough for the service to
+    ask on every mutual-TLS request."""
+    return session.scalar(select(Revocation).where(Revocation.serial == serial_hex(serial)))
+
+
 def revoked_entries(session: Session) -> list[RevokedEntry]:
     """Every revocation, as input for ``pki.ca.issue_crl``."""
     out: list[RevokedEntry] = []

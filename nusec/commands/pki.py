@@ -371,7 +371,7 @@ Writes into --out (created if missing; never overwrites):
 - ca-bundle.pem: ICA + RootCA to verify the service (kept if already there, same content)
 
 Hand the three files to the operator. With --db-url the certificate is also recorded (then
-`revoke` and `crl` can withdraw it; the service itself does not check CRLs for clients yet).
+`revoke` withdraws it: the service refuses it from its next request on; `crl` lists it).
 
 Example:
 

@@ -30,6 +30,10 @@ Needs (checked before anything starts):
 \b
 Clients: operator certificates issued by the ICA, role 'operator' or
 'admin' in the subject OU (admin also reads the audit log).
+Revoked client certificates (`nusec pki revoke` on the same --db-url)
+are refused within --client-revocation-ttl seconds;
+--require-recorded-client-certs also refuses certificates issued
+without --db-url.
 --insecure-dev: plain HTTP, loopback only, every caller admin.
 """
 
@@ -72,6 +76,21 @@ def command(
     organization: Annotated[
         str | None, typer.Option("--organization", help="O= in issued board certificates.")
     ] = None,
+    client_revocation_ttl: Annotated[
+        float,
+        typer.Option(
+            "--client-revocation-ttl",
+            envvar="NUSEC_CLIENT_REVOCATION_TTL",
+            help="Seconds a client certificate's 'not revoked' status is cached (0: every request).",
+        ),
+    ] = 5.0,
+    require_recorded_client_certs: Annotated[
+        bool,
+        typer.Option(
+            "--require-recorded-client-certs",
+            help="Refuse client certificates the service's database has no record of.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     from pki.errors import PkiError
@@ -90,6 +109,8 @@ def command(
         insecure_dev=insecure_dev,
         max_firmware_bytes=max_firmware_bytes,
         organization=organization,
+        client_revocation_ttl=client_revocation_ttl,
+        require_recorded_client_certs=require_recorded_client_certs,
     )
     try:
         serve(config, log_level=log_level)

@@ -40,7 +40,7 @@ from nusec.provision.journal import Journal, remember_probe, uid_for_probe
 from nusec.provision.link import BoardChannel, SwdLink, board_errors, open_channel
 from nusec.provision.lock import enable_secure_lock
 from nusec.provision.otp_writer import OtpWriter, ProgramLog
-from nusec.provision.report import Event, EventSink, ProvisionResult, StepRecord
+from nusec.provision.report import BatchClaim, Event, EventSink, ProvisionResult, StepRecord
 from nusec.provision.steps import STEPS, Step
 
 #: Entries each OTP-writing step programs and locks (docs/otp-layout.md, "written at step").
@@ -484,6 +484,7 @@ class BoardRun:
                 "the batch image claimed for this board differs from the one in its journal"
             )
         claim = {"batch_id": claimed.batch_id, "index": claimed.index}
+        self.result.batch_claim = BatchClaim(claimed.batch_id, claimed.index, claimed=True)
         if not saved.is_file():
             self.j.save_artifact("batch_claim.json", json.dumps(claim).encode())
             self.j.save_artifact("batch_image.bin", image)
@@ -578,24 +579,53 @@ class BoardRun:
         if not self.j.artifact("root_ca.pem").is_file():
             self.j.save_artifact("root_ca.pem", chain.root.public_bytes(serialization.Encoding.PEM))
             self.j.save_artifact("ica.pem", chain.ica.public_bytes(serialization.Encoding.PEM))
+        batch_image = self._peek_batch_image() if self.opts.mode == "batch" else None
         for step in STEPS:
             if self.j.is_done(step.id):
                 self.result.steps.append(StepRecord(step.id, "skipped"))
                 continue
             detail = step.seed
-            if step.id == "otp_ca" and self.opts.mode == "online":
+            if step.id == "otp_ca":
+                image = self.image() if batch_image is None else batch_image
+                self._check_image_matches_chain(image)
                 with board_errors("reading OTP for the dry run"):
-                    plan = self.otp().write_entries(self.image(), _entries(OTP_CA_FIELDS), dry_run=True)
+                    plan = self.otp().write_entries(image, _entries(OTP_CA_FIELDS), dry_run=True)
                 detail = (
                     f"program {plan.programmed_words} words and lock {plan.locked_entries} entries "
                     f"({plan.already_equal_words} words already equal)"
                 )
+                if self.result.batch_claim is not None:
+                    c = self.result.batch_claim
+                    verb = "use its claimed" if c.claimed else "claim"
+                    detail = f"{verb} image {c.index} of batch {c.batch_id}, then {detail}"
             elif step.irreversible:
                 detail = f"IRREVERSIBLE: {step.seed}"
             self.result.steps.append(StepRecord(step.id, "planned", detail=detail))
             self._ev("step_plan", step.id, detail=detail)
 
+    def _peek_batch_image(self) -> bytes:
+        """The image a real run would claim (the claims database is only read) for the report."""
+        from nucore import otp
+        from nusec.otp_batch import OtpBatchError
+        from nusec.otp_batch.claim import peek_next_image
+
+        assert self.opts.batch_dir is not None
+        try:
+            peek = peek_next_image(self.opts.batch_dir, self.uid)
+        except OtpBatchError as exc:
+            raise UsageError(f"batch: {exc}") from None
+        self.result.batch_claim = BatchClaim(peek.batch_id, peek.index, claimed=peek.already_claimed)
+        note = "claimed earlier by this board" if peek.already_claimed else "would be claimed (not claimed)"
+        self._ev("note", detail=f"batch image {peek.index} of batch {peek.batch_id}: {note}")
+        image = peek.to_bytes()
+        otp.parse(image, check_digest=True)
+        return image
+
     def _collect_artifacts(self) -> None:
+        claim = self.j.artifact("batch_claim.json")
+        if self.result.batch_claim is None and claim.is_file():
+            rec = json.loads(claim.read_text())
+            self.result.batch_claim = BatchClaim(str(rec["batch_id"]), int(rec["index"]), claimed=True)
         for name, attr in (
             ("board_cert.pem", "board_cert"),
             ("otp_dump.bin", "otp_dump"),

@@ -62,6 +62,16 @@ class StepRecord:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class BatchClaim:
+    """The bulk-batch image of a ``--mode batch`` board. ``claimed`` False: a dry run's forecast of
+    the image a real run would claim (nothing recorded); True: the batch's claims record it."""
+
+    batch_id: str
+    index: int
+    claimed: bool
+
+
 @dataclass
 class ProvisionResult:
     """The outcome of one board's run (what ``provision_board`` returns and ``--json`` prints)."""
@@ -82,6 +92,7 @@ class ProvisionResult:
     seconds: float = 0.0
     probe_bytes: int = 0
     dry_run: bool = False
+    batch_claim: BatchClaim | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -174,6 +185,15 @@ def summary_table(results: list[ProvisionResult]) -> Table:
             )
         result = "[green]ok[/]" if r.ok else f"[red]exit {r.exit_code}[/] {r.error or ''}"
         table.add_row(r.probe, r.uid or "?", steps, f"{r.seconds:.1f}", str(r.probe_bytes), result)
+    # the batch image of each board, under the table (a caption wraps where a cell would be cut)
+    claims = [
+        f"{r.probe}: batch image {c.index} of batch {c.batch_id}"
+        + (" (claimed)" if c.claimed else " (would be claimed; dry run, nothing claimed)")
+        for r in results
+        if (c := r.batch_claim) is not None
+    ]
+    if claims:
+        table.caption = "\n".join(claims)
     return table
 
 

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pki.service import __version__
 from pki.service.auth import client_id
+from pki.service.client_revocation import ClientRevocationMiddleware
 from pki.service.context import ServiceContext
 from pki.service.idempotency import IdempotencyMiddleware
 from pki.service.problems import PROBLEM_MEDIA_TYPE, Problem, install_handlers
@@ -101,4 +102,5 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         IdempotencyMiddleware, sessions=ctx.sessions, client_id=client_id, routes=router.routes
     )
     app.add_middleware(BodyLimitMiddleware, limit=ctx.config.max_firmware_bytes + BODY_SLACK)
+    app.add_middleware(ClientRevocationMiddleware, ctx=ctx)  # outermost: every request, replays too
     return app

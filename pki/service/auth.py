@@ -5,6 +5,10 @@ reaches the app; here we read the verified leaf that ``server.ClientCertH11Proto
 the request state, require the clientAuth EKU and a role in the subject OU (``pki.ca`` operator
 profile), and let routes demand a role. Board identity certificates share the CA but carry no
 role, so a board key cannot call the API.
+
+Revocation is checked before any of this, on every request, by
+``pki.service.client_revocation.ClientRevocationMiddleware`` (the TLS layer cannot see
+revocations that ``nusec pki revoke`` writes to the database while the service runs).
 """
 
 from __future__ import annotations
@@ -35,20 +39,27 @@ class Principal:
 INSECURE_PRINCIPAL = Principal("insecure-dev", Role.ADMIN, "insecure-dev")
 
 
-def _cert_der(scope: Scope) -> bytes | None:
+def client_certificate_der(scope: Scope) -> bytes | None:
+    """The TLS-verified client certificate (DER) of this request, or None (plain HTTP)."""
     state = scope.get("state") or {}
     der = state.get(CLIENT_CERT_STATE_KEY)
     return der if isinstance(der, bytes) else None
 
 
+def certificate_name(cert: x509.Certificate) -> str:
+    """The caller's name for the audit log: the subject CN (else the whole subject)."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
+
+
 def client_id(scope: Scope) -> str:
     """Stable caller id for idempotency scoping: SHA-256 of the client certificate."""
-    der = _cert_der(scope)
+    der = client_certificate_der(scope)
     return hashlib.sha256(der).hexdigest() if der else "anonymous"
 
 
 def principal_from_scope(scope: Scope, insecure_dev: bool) -> Principal:
-    der = _cert_der(scope)
+    der = client_certificate_der(scope)
     if der is None:
         if insecure_dev:
             return INSECURE_PRINCIPAL
@@ -63,9 +74,7 @@ def principal_from_scope(scope: Scope, insecure_dev: bool) -> Principal:
     role = role_from_certificate(cert)
     if role is None:
         raise Problem(403, "no-role", "Forbidden", "client certificate carries no operator role (subject OU)")
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    name = str(names[0].value) if names else cert.subject.rfc4514_string()
-    return Principal(name, role, hashlib.sha256(der).hexdigest())
+    return Principal(certificate_name(cert), role, hashlib.sha256(der).hexdigest())
 
 
 def check_role(who: Principal, roles: tuple[Role, ...]) -> None:

@@ -18,6 +18,9 @@ from pki.hsm.uri import PIN_ENV, PIN_FILE_ENV, parse_pkcs11_uri
 DEFAULT_DB_URL = "sqlite:///nusec-service.db"
 DEFAULT_PORT = 8443
 DEFAULT_MAX_FIRMWARE_BYTES = 2 * 1024 * 1024
+#: Seconds a "not revoked" answer for a client certificate may be reused (docs/service-api.md).
+DEFAULT_CLIENT_REVOCATION_TTL = 5.0
+MAX_CLIENT_REVOCATION_TTL = 300.0
 
 
 class ConfigError(ValueError):
@@ -47,6 +50,10 @@ class ServiceConfig:
       listen host in its subjectAltName) and its PEM key file. Not needed with ``insecure_dev``.
     - ``db_url``: SQLAlchemy URL (SQLite file by default; ``postgresql+psycopg://...`` works).
     - ``insecure_dev``: plain HTTP, loopback only, every caller treated as admin. Development only.
+    - ``client_revocation_ttl``: seconds a client certificate's "not revoked" status is cached;
+      a ``nusec pki revoke`` takes effect within this (0: look it up on every request).
+    - ``require_recorded_client_certs``: also refuse client certificates the CA store has no
+      record of (default off: the TLS chain check already vouches for them).
     """
 
     hsm_uri: str
@@ -60,6 +67,8 @@ class ServiceConfig:
     insecure_dev: bool = False
     max_firmware_bytes: int = DEFAULT_MAX_FIRMWARE_BYTES
     organization: str | None = None
+    client_revocation_ttl: float = DEFAULT_CLIENT_REVOCATION_TTL
+    require_recorded_client_certs: bool = False
 
     def validate(self, environ: Mapping[str, str] | None = None) -> ServiceConfig:
         """Check every field that can be checked without the HSM; return self.
@@ -94,6 +103,10 @@ class ServiceConfig:
             raise ConfigError(f"port: {self.port} is not a TCP port")
         if not 1024 <= self.max_firmware_bytes <= 64 * 1024 * 1024:
             raise ConfigError("max_firmware_bytes: must be between 1 KiB and 64 MiB")
+        if not 0 <= self.client_revocation_ttl <= MAX_CLIENT_REVOCATION_TTL:
+            raise ConfigError(
+                f"client_revocation_ttl: must be between 0 and {MAX_CLIENT_REVOCATION_TTL:g} seconds"
+            )
         if not self.db_url or "://" not in self.db_url:
             raise ConfigError(f"db_url: {self.db_url!r} is not an SQLAlchemy URL")
         return self

@@ -3,8 +3,10 @@ service's own status over mTLS) on what the board's state file holds."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 from cryptography import x509
@@ -21,11 +23,24 @@ IMGTOOL = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "imgtool"
 ARLOCK_OFF = 0x34
 
 
-def service_state(url: str, tls: TlsConfig, uid_hex: str) -> str:
+def service_board(url: str, tls: TlsConfig, uid_hex: str) -> dict[str, Any]:
+    """The service's record of a board (``GET /v1/boards/{uid}``: state and step history)."""
     with httpx.Client(base_url=url, verify=tls.ssl_context()) as c:
         r = c.get(f"/v1/boards/{uid_hex}")
         r.raise_for_status()
-        return str(r.json()["state"])
+        out: dict[str, Any] = r.json()
+        return out
+
+
+def service_state(url: str, tls: TlsConfig, uid_hex: str) -> str:
+    return str(service_board(url, tls, uid_hex)["state"])
+
+
+def sim_program_counts(sim_dir: Path, board: str) -> tuple[list[int], list[int]]:
+    """PROGRAM commands that reached each OTP data word and each OTP lock word, as the simulated
+    board's state file keeps them across runs (``NvState.program_counts``)."""
+    counts = json.loads((sim_dir / f"{board}.json").read_text())["program_counts"]
+    return list(counts["otp_words"]), list(counts["otp_locks"])
 
 
 def assert_openssl_verifies(root_pem: Path, leaf_der: bytes, ica_der: bytes, tmp: Path) -> None:
