@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nucore import otp
+from nusec.provision import link
 from nusec.provision.client import TlsConfig
 from nusec.provision.otp_writer import ProgramLog
-from nusec.provision.report import ProvisionResult
+from nusec.provision.report import Event, ProvisionResult
 from tests.provision.conftest import BoardFile
 
 IMGTOOL = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "imgtool"
@@ -104,3 +107,28 @@ def assert_provisioned(
     written = [n for n in range(256) if state.otp[8 * n : 8 * n + 8] != b"\xff" * 8]
     assert set(written) <= set(state.locked_entries())
     assert ProgramLog(Path(str(result.journal)) / "otp_program_log.jsonl").max_count() == 1
+
+
+def count_step_transfers(mp: pytest.MonkeyPatch) -> tuple[Callable[[Event], None], dict[str, int]]:
+    """An event sink that counts the simulator's probe transfers per provisioning step, and the dict
+    it fills (used to place link drops mid-step). Patches ``SwdLink.open`` through ``mp`` to see
+    the board behind each link."""
+    links: list[link.SwdLink] = []
+    real_open = link.SwdLink.open
+    marks: dict[str, int] = {}
+    counts: dict[str, int] = {}
+
+    def on_event(ev: Event) -> None:
+        if ev.kind in ("step_start", "step_done") and links and ev.step:
+            board = links[-1].session.probe.board  # type: ignore[union-attr]
+            if ev.kind == "step_start":
+                marks[ev.step] = board.faults.transfers
+            else:
+                counts[ev.step] = board.faults.transfers - marks[ev.step]
+
+    def tracking_open(self: link.SwdLink) -> link.SwdLink:
+        links.append(real_open(self))
+        return self
+
+    mp.setattr(link.SwdLink, "open", tracking_open)
+    return on_event, counts

@@ -34,6 +34,7 @@ from tests.provision.conftest import FIRMWARE, BoardFile
 from tests.provision.helpers import (
     assert_imgtool_verifies,
     assert_openssl_verifies,
+    count_step_transfers,
     service_board,
     service_state,
     sim_program_counts,
@@ -239,29 +240,12 @@ def batch_transfers(
     """Transfers per SWD step of one undisturbed batch run, so the link drops land mid-step."""
     tmp = tmp_path_factory.mktemp("ref")
     tls = TlsConfig(pki_files.operator_cert, pki_files.operator_key, pki_files.chain_pem)
-    links: list[link.SwdLink] = []
-    real_open = link.SwdLink.open
-    marks: dict[str, int] = {}
-    counts: dict[str, int] = {}
-
-    def on_event(ev: Event) -> None:
-        if ev.kind in ("step_start", "step_done") and links and ev.step:
-            board = links[-1].session.probe.board  # type: ignore[union-attr]
-            if ev.kind == "step_start":
-                marks[ev.step] = board.faults.transfers
-            else:
-                counts[ev.step] = board.faults.transfers - marks[ev.step]
-
-    def tracking_open(self: link.SwdLink) -> link.SwdLink:
-        links.append(real_open(self))
-        return self
-
     with pytest.MonkeyPatch.context() as mp:
         (tmp / "sim").mkdir()
         mp.setenv("NUSEC_SIM_DIR", str(tmp / "sim"))
         mp.setenv("NUSEC_SIM_FSYNC", "0")
         mp.delenv("NUSEC_SIM_FAULTS", raising=False)
-        mp.setattr(link.SwdLink, "open", tracking_open)
+        on_event, counts = count_step_transfers(mp)
         res = _run(service, tls, tmp / "j", "sim:bref", kill_batch, on_event)
     assert res.ok, res.error
     assert all(counts[s] > 0 for s in test_flow.LINK_DROP_FRACTION)

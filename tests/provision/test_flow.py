@@ -20,7 +20,7 @@ from nusec.provision.report import Event, ProvisionResult
 from nusec.provision.steps import STEP_IDS
 from pki.service.server import ServiceHandle
 from tests.provision.conftest import FIRMWARE, BoardFile
-from tests.provision.helpers import assert_provisioned
+from tests.provision.helpers import assert_provisioned, count_step_transfers
 from tests.service.conftest import Pki
 
 
@@ -154,25 +154,10 @@ REFERENCE_TRANSFERS: dict[str, int] = {}
 
 def test_reference_transfers(service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path) -> None:
     """One clean run, counting the simulator's transfers per step (so kills land mid-step)."""
-    links: list[link.SwdLink] = []
-    real_open = link.SwdLink.open
-    marks: dict[str, int] = {}
-
-    def on_event(ev: Event) -> None:
-        if ev.kind in ("step_start", "step_done") and links and ev.step:
-            board = links[-1].session.probe.board  # type: ignore[union-attr]
-            if ev.kind == "step_start":
-                marks[ev.step] = board.faults.transfers
-            else:
-                REFERENCE_TRANSFERS[ev.step] = board.faults.transfers - marks[ev.step]
-
-    def tracking_open(self: link.SwdLink) -> link.SwdLink:
-        links.append(real_open(self))
-        return self
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(link.SwdLink, "open", tracking_open)
+        on_event, counts = count_step_transfers(mp)
         res = run(service, tls, tmp_path / "j", "sim:ref", on_event)
+    REFERENCE_TRANSFERS.update(counts)
     assert res.ok, res.error
     assert all(REFERENCE_TRANSFERS[s] > 0 for s in LINK_DROP_FRACTION)
 
