@@ -9,7 +9,6 @@ keep the key otherwise), the service checks ``kc_board``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,12 +17,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from nusec.provision.errors import VerificationError
+from pki.keyagreement import KC_LEN, board_digest, server_digest
 
-BOARD_PREFIX = b"NuSec-ECDH-board-v1"
-SERVER_PREFIX = b"NuSec-ECDH-server-v1"
 POINT_LEN = 65
 RAW_SIG_LEN = 64
-KC_LEN = 16
 
 
 @dataclass(frozen=True)
@@ -69,14 +66,6 @@ def _verify_raw(pub_point: bytes, raw_sig: bytes, digest: bytes, what: str) -> N
         key.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
     except (InvalidSignature, ValueError):
         raise VerificationError(f"{what} does not verify: forged or relayed from another exchange") from None
-
-
-def board_digest(uid: bytes, board_eph: bytes) -> bytes:
-    return hashlib.sha256(BOARD_PREFIX + uid + board_eph).digest()
-
-
-def server_digest(uid: bytes, board_eph: bytes, srv_eph: bytes) -> bytes:
-    return hashlib.sha256(SERVER_PREFIX + uid + board_eph + srv_eph).digest()
 
 
 def check_board_half(uid: bytes, identity_xy: bytes, half: BoardHalf) -> None:

@@ -17,7 +17,7 @@ from pki.service.client_revocation import ClientRevocationMiddleware
 from pki.service.context import ServiceContext
 from pki.service.idempotency import IdempotencyMiddleware
 from pki.service.problems import PROBLEM_MEDIA_TYPE, Problem, install_handlers
-from pki.service.routes import build_router
+from pki.service.routes import ROUTERS
 
 #: Bytes allowed in a request body beyond the firmware limit (JSON bodies are far smaller).
 BODY_SLACK = 64 * 1024
@@ -95,12 +95,11 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     )
     app.state.ctx = ctx
     install_handlers(app)
-    router = build_router(ctx)
-    app.include_router(router)
-    app.state.api_routes = router.routes  # the flat /v1 route list (Allow headers, idempotency)
-    app.add_middleware(
-        IdempotencyMiddleware, sessions=ctx.sessions, client_id=client_id, routes=router.routes
-    )
+    for router in ROUTERS:
+        app.include_router(router)
+    api_routes = [route for router in ROUTERS for route in router.routes]
+    app.state.api_routes = api_routes  # the flat /v1 route list (Allow headers, idempotency)
+    app.add_middleware(IdempotencyMiddleware, sessions=ctx.sessions, client_id=client_id, routes=api_routes)
     app.add_middleware(BodyLimitMiddleware, limit=ctx.config.max_firmware_bytes + BODY_SLACK)
     app.add_middleware(ClientRevocationMiddleware, ctx=ctx)  # outermost: every request, replays too
     return app
