@@ -49,10 +49,16 @@ def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
         raise CsrMalformedError(f"CSR must be 1..{MAX_CSR_BYTES} bytes")
     try:
         if raw.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_csr(raw)
-        return x509.load_der_x509_csr(raw)
+            csr = x509.load_pem_x509_csr(raw)
+        else:
+            csr = x509.load_der_x509_csr(raw)
     except ValueError:
         raise CsrMalformedError("CSR is not a valid PEM/DER PKCS#10 request") from None
+    try:  # the subject is decoded lazily: a string attribute that is not valid UTF-8 fails here
+        csr.subject.rfc4514_string()
+    except ValueError:
+        raise CsrMalformedError("CSR subject does not decode (a string attribute is malformed)") from None
+    return csr
 
 
 def check_board_csr(

@@ -21,6 +21,27 @@ DEFAULT_MAX_FIRMWARE_BYTES = 2 * 1024 * 1024
 #: Seconds a "not revoked" answer for a client certificate may be reused (docs/service-api.md).
 DEFAULT_CLIENT_REVOCATION_TTL = 5.0
 MAX_CLIENT_REVOCATION_TTL = 300.0
+#: Request bodies above this size count as uploads and go through the upload cap.
+LARGE_BODY_BYTES = 64 * 1024
+#: Uploads processed at once; more wait (unread, so TCP flow control holds them back).
+DEFAULT_MAX_CONCURRENT_UPLOADS = 2
+#: Copies of an upload alive at its peak (body, signed image, stored answer, response buffers).
+UPLOAD_COPIES = 8
+#: Seconds an in-progress idempotency record stays claimed without a heartbeat from its worker.
+DEFAULT_IDEMPOTENCY_LEASE = 30.0
+#: Seconds a stored idempotent answer is kept (then a retry with the same key runs afresh).
+DEFAULT_IDEMPOTENCY_RETENTION = 24 * 3600.0
+#: The audit chain gets a signed checkpoint every this many rows ...
+DEFAULT_AUDIT_CHECKPOINT_ROWS = 64
+#: ... and at least every this many seconds (a heartbeat, even when no row was added).
+DEFAULT_AUDIT_CHECKPOINT_INTERVAL = 60.0
+#: Refusals audited in full per client certificate and minute; the rest are counted in one row.
+DEFAULT_REFUSALS_PER_MINUTE = 20
+
+
+def upload_memory_bound(max_firmware_bytes: int, max_concurrent_uploads: int) -> int:
+    """Documented bound on the memory that concurrent uploads add to the service process."""
+    return max_concurrent_uploads * UPLOAD_COPIES * max_firmware_bytes + 16 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -54,6 +75,12 @@ class ServiceConfig:
       a ``nusec pki revoke`` takes effect within this (0: look it up on every request).
     - ``require_recorded_client_certs``: also refuse client certificates the CA store has no
       record of (default off: the TLS chain check already vouches for them).
+    - ``max_concurrent_uploads``: bodies over ``LARGE_BODY_BYTES`` processed at once.
+    - ``idempotency_lease``/``idempotency_retention``: seconds an in-progress record is held
+      without a heartbeat, and seconds a stored answer is kept.
+    - ``audit_checkpoint_rows``/``audit_checkpoint_interval``: a signed audit checkpoint every so
+      many rows and at least every so many seconds.
+    - ``refusals_per_minute``: refusals audited one row each per client certificate and minute.
     """
 
     hsm_uri: str
@@ -69,6 +96,12 @@ class ServiceConfig:
     organization: str | None = None
     client_revocation_ttl: float = DEFAULT_CLIENT_REVOCATION_TTL
     require_recorded_client_certs: bool = False
+    max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS
+    idempotency_lease: float = DEFAULT_IDEMPOTENCY_LEASE
+    idempotency_retention: float = DEFAULT_IDEMPOTENCY_RETENTION
+    audit_checkpoint_rows: int = DEFAULT_AUDIT_CHECKPOINT_ROWS
+    audit_checkpoint_interval: float = DEFAULT_AUDIT_CHECKPOINT_INTERVAL
+    refusals_per_minute: int = DEFAULT_REFUSALS_PER_MINUTE
 
     def validate(self, environ: Mapping[str, str] | None = None) -> ServiceConfig:
         """Check every field that can be checked without the HSM; return self.
@@ -107,6 +140,18 @@ class ServiceConfig:
             raise ConfigError(
                 f"client_revocation_ttl: must be between 0 and {MAX_CLIENT_REVOCATION_TTL:g} seconds"
             )
+        if not 1 <= self.max_concurrent_uploads <= 64:
+            raise ConfigError("max_concurrent_uploads: must be between 1 and 64")
+        if not 0.5 <= self.idempotency_lease <= 3600:
+            raise ConfigError("idempotency_lease: must be between 0.5 and 3600 seconds")
+        if not 1 <= self.idempotency_retention <= 90 * 86400:
+            raise ConfigError("idempotency_retention: must be between 1 second and 90 days")
+        if not 1 <= self.audit_checkpoint_rows <= 100_000:
+            raise ConfigError("audit_checkpoint_rows: must be between 1 and 100000")
+        if not 0.5 <= self.audit_checkpoint_interval <= 60:
+            raise ConfigError("audit_checkpoint_interval: must be between 0.5 and 60 seconds")
+        if not 1 <= self.refusals_per_minute <= 10_000:
+            raise ConfigError("refusals_per_minute: must be between 1 and 10000")
         if not self.db_url or "://" not in self.db_url:
             raise ConfigError(f"db_url: {self.db_url!r} is not an SQLAlchemy URL")
         return self

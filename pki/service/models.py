@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -60,11 +70,15 @@ class IdempotencyRecord(ServiceBase):
     __tablename__ = "svc_idempotency"
 
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256(client, key)
-    request_sha256: Mapped[str] = mapped_column(String(64))  # method, path, query and body
+    request_sha256: Mapped[str] = mapped_column(String(64))  # method, path, query, type and body
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None while in flight
     content_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    headers: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON [[name, value], ...]
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the worker's claim token
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)  # epoch s, while in flight
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)  # epoch s
 
 
 class AuditRow(ServiceBase):
@@ -74,7 +88,9 @@ class AuditRow(ServiceBase):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at: Mapped[str] = mapped_column(String(40))  # ISO 8601 UTC, hashed as text
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))  # client certificate CN
+    # SHA-256 of the client certificate (DER); "" on rows written before it was recorded
+    actor_cert: Mapped[str] = mapped_column(String(64), default="")
     role: Mapped[str] = mapped_column(String(20))
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(200))
@@ -82,6 +98,23 @@ class AuditRow(ServiceBase):
     detail: Mapped[str] = mapped_column(Text)  # canonical JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditCheckpoint(ServiceBase):
+    """A signed statement "the chain had ``seq`` rows ending in ``head_hash`` at ``at``".
+
+    ``n`` counts checkpoints without gaps; ``signature`` is the ICA key's raw r||s over
+    ``pki.service.checkpoints.message``; ``kind`` says why it was made (rows, interval, start,
+    request)."""
+
+    __tablename__ = "svc_audit_checkpoint"
+
+    n: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(128))
 
 
 class KeyAgreement(ServiceBase):

@@ -7,6 +7,7 @@ documents, so clients parse one error format and never see a stack trace or a se
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Scope, Send
 
 from pki.errors import (
     CaError,
@@ -63,6 +65,14 @@ def problem_response(
     return JSONResponse(
         problem.body(instance), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
     )
+
+
+async def send_problem(send: Send, scope: Scope, problem: Problem) -> None:
+    """Answer ``problem`` straight from an ASGI middleware (no response object needed)."""
+    body = json.dumps(problem.body(scope["path"])).encode()
+    headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def from_pki_error(err: PkiError) -> Problem:

@@ -84,7 +84,12 @@ class BoardStatus(Strict):
 
 class ReportStep(Strict):
     step: ReportedStep
-    detail: str = Field(default="", max_length=500)
+    detail: str = Field(
+        default="",
+        max_length=500,
+        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$",
+        description="free text; no control characters except tab and newline",
+    )
 
 
 class CertificateRequest(Strict):
@@ -108,7 +113,7 @@ class SecureBootKey(Strict):
 class BatchSeal(Strict):
     statement: dict[str, Any] = Field(description="the seal statement of seal.json (nusec-otp-seal/1)")
     signature: str = Field(
-        pattern=r"^[0-9A-Fa-f]{16,160}$", description="DER ECDSA signature of the statement, hex"
+        pattern=r"^(?:[0-9A-Fa-f]{2}){8,80}$", description="DER ECDSA signature of the statement, hex"
     )
 
 

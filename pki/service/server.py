@@ -179,6 +179,18 @@ class ServiceHandle:
     _ctx: ServiceContext | None = field(default=None, repr=False)
     _saved_env: dict[str, str | None] = field(default_factory=dict, repr=False)
 
+    @property
+    def pid(self) -> int | None:
+        """The service's process id (process mode, while it runs)."""
+        return self._process.pid if self._process is not None else None
+
+    def kill(self) -> None:
+        """SIGKILL the service process, as a crash would (process mode; tests of recovery)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
     def stop(self) -> None:
         """Stop the service and wait for it (idempotent)."""
         if self._process is not None:

@@ -399,7 +399,10 @@ def test_audit_log_records_actions_and_detects_tampering(
 
 def test_request_while_first_with_same_key_runs_gets_409(operator: ServiceClient, pki_files: Pki) -> None:
     import hashlib
+    import time
     from datetime import UTC, datetime
+
+    from pki.service.idempotency import request_fingerprint
 
     key = str(uuid.uuid4())
     body = json.dumps({"uid": Board().uid_hex}).encode()
@@ -407,12 +410,20 @@ def test_request_while_first_with_same_key_runs_gets_409(operator: ServiceClient
         serialization.Encoding.DER
     )
     scope = hashlib.sha256(f"{hashlib.sha256(der).hexdigest()}\0POST\0/v1/boards\0{key}".encode()).hexdigest()
-    fingerprint = hashlib.sha256(b"\0".join([b"POST", b"/v1/boards", b"", body])).hexdigest()
+    fingerprint = request_fingerprint("POST", "/v1/boards", b"", "application/json", body)
     db = sqlite3.connect(pki_files.dir / "service.db")
-    try:  # what the middleware writes when a first request with this key starts
+    try:  # what the middleware writes when a first request with this key starts (lease held)
         db.execute(
-            "INSERT INTO svc_idempotency (scope, request_sha256, created_at) VALUES (?, ?, ?)",
-            (scope, fingerprint, datetime.now(UTC).isoformat()),
+            "INSERT INTO svc_idempotency (scope, request_sha256, created_at, owner, lease_until, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                scope,
+                fingerprint,
+                datetime.now(UTC).isoformat(),
+                "someone",
+                time.time() + 600,
+                time.time() + 600,
+            ),
         )
         db.commit()
     finally:
