@@ -125,6 +125,7 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
         engine = create_engine(
             target,
             echo=echo,
+            hide_parameters=True,  # errors and logs never carry bound values (CSR fields, details)
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
 
@@ -138,7 +139,10 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(target, echo=echo, pool_pre_ping=True)
+    # Each request may hold a board lock connection and a write session at once (pki.service.locks).
+    return create_engine(
+        target, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=20, max_overflow=20
+    )
 
 
 def create_schema(engine: Engine) -> None:

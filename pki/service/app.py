@@ -16,6 +16,7 @@ from pki.service.config import LARGE_BODY_BYTES
 from pki.service.context import ServiceContext
 from pki.service.idempotency import IdempotencyMiddleware
 from pki.service.problems import install_handlers
+from pki.service.requests import RequestMiddleware
 from pki.service.routes import ROUTERS
 
 #: Bytes allowed in a request body beyond the firmware limit (JSON bodies are far smaller).
@@ -55,5 +56,6 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         large=LARGE_BODY_BYTES,
         max_concurrent_uploads=ctx.config.max_concurrent_uploads,
     )
-    app.add_middleware(ClientRevocationMiddleware, ctx=ctx)  # outermost: every request, replays too
+    app.add_middleware(ClientRevocationMiddleware, ctx=ctx)  # every request, replays too
+    app.add_middleware(RequestMiddleware, ctx=ctx)  # outermost: request id, 500s, refusals audited
     return app

@@ -4,7 +4,8 @@ Why not in the handshake: Python's ``ssl`` only knows CRL files loaded at start-
 ``nusec pki revoke`` writes revocations into the service's database as it runs. So this ASGI
 middleware (outermost: idempotent replays and unknown paths are covered too) looks the verified
 leaf up in the CA store (``pki.store.find_revocation``: a unique-index read by serial) and answers
-``401 client-certificate-revoked``, audited like any other refusal. Only certificates issued by
+``401 client-certificate-revoked``, audited like any other refusal (bounded and rate-limited per
+certificate: ``ServiceContext.audit_refusal``). Only certificates issued by
 this service's ICA are looked up (the store is the ICA's record). Answers are cached per
 certificate for ``ServiceConfig.client_revocation_ttl`` seconds, so a revocation takes effect
 within that time; a "revoked" answer is kept for good, since revocation is permanent.
@@ -27,7 +28,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pki import store
 from pki.ca import role_from_certificate
-from pki.service import audit
 from pki.service.auth import certificate_name, client_certificate_der
 from pki.service.context import ServiceContext
 from pki.service.problems import Problem, problem_response
@@ -127,25 +127,23 @@ class ClientRevocationMiddleware:
                 self.cache.put(key, status)
             problem = refusal_for(cert, status, self.require_recorded)
             if problem is not None:
-                await anyio.to_thread.run_sync(self._audit, scope, cert, problem)
+                await anyio.to_thread.run_sync(self._audit, scope, cert, der, problem)
                 await problem_response(problem, scope["path"])(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _audit(self, scope: Scope, cert: x509.Certificate, problem: Problem) -> None:
+    def _audit(self, scope: Scope, cert: x509.Certificate, der: bytes, problem: Problem) -> None:
         role = role_from_certificate(cert)
-        with self.ctx.write() as session:
-            audit.append(
-                session,
-                actor=certificate_name(cert),
-                role=role.value if role is not None else "none",
-                action=f"{scope['method']} {scope['path']}",
-                subject="-",
-                outcome="refused",
-                detail={
-                    "reason": problem.detail,
-                    "status": problem.status,
-                    "problem": problem.slug,
-                    "serial": store.serial_hex(cert.serial_number),
-                },
-            )
+        self.ctx.audit_refusal(
+            certificate_name(cert),
+            hashlib.sha256(der).hexdigest(),
+            role.value if role is not None else "none",
+            f"{scope['method']} {scope['path']}",
+            "-",
+            {
+                "reason": problem.detail,
+                "status": problem.status,
+                "problem": problem.slug,
+                "serial": store.serial_hex(cert.serial_number),
+            },
+        )

@@ -26,7 +26,7 @@ LARGE_BODY_BYTES = 64 * 1024
 #: Uploads processed at once; more wait (unread, so TCP flow control holds them back).
 DEFAULT_MAX_CONCURRENT_UPLOADS = 2
 #: Copies of an upload alive at its peak (body, signed image, stored answer, response buffers).
-UPLOAD_COPIES = 8
+UPLOAD_COPIES = 12
 #: Seconds an in-progress idempotency record stays claimed without a heartbeat from its worker.
 DEFAULT_IDEMPOTENCY_LEASE = 30.0
 #: Seconds a stored idempotent answer is kept (then a retry with the same key runs afresh).

@@ -114,6 +114,7 @@ class AuditCheckpoint(ServiceBase):
     head_hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(16))
+    interval: Mapped[float] = mapped_column(Float)  # seconds promised until the next checkpoint
     signature: Mapped[str] = mapped_column(String(128))
 
 

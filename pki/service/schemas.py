@@ -157,7 +157,8 @@ class KeyConfirmResponse(Strict):
 class AuditEntry(Strict):
     seq: int
     at: str
-    actor: str
+    actor: str = Field(description="client certificate CN")
+    actor_cert: str = Field(description="SHA-256 of the client certificate (DER), hex")
     role: str
     action: str
     subject: str
@@ -169,6 +170,21 @@ class AuditEntry(Strict):
 
 class AuditPage(Strict):
     entries: list[AuditEntry]
+    next_after: int | None = Field(description="pass as ?after= to read the next page")
+
+
+class AuditCheckpointEntry(Strict):
+    n: int = Field(description="checkpoint number, 1, 2, ... without gaps")
+    seq: int = Field(description="rows covered: the chain's head at signing time")
+    head_hash: str = Field(description="row_hash of row seq (64 zeros for an empty chain)")
+    at: str = Field(description="signing time, ISO 8601 UTC")
+    kind: str = Field(description="why it was made: rows, interval, start, request")
+    interval: float = Field(description="seconds within which the next checkpoint is promised")
+    signature: str = Field(description="raw r||s by the ICA key, hex (docs/service-api.md)")
+
+
+class AuditCheckpointPage(Strict):
+    checkpoints: list[AuditCheckpointEntry]
     next_after: int | None = Field(description="pass as ?after= to read the next page")
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -135,14 +137,32 @@ def uvicorn_server(
     return uvicorn.Server(uv)
 
 
+def configure_logging(log_level: str) -> None:
+    """One line per event on stderr: time, level, logger, message (request ids, error classes;
+    never bodies: see ``pki.service.requests``). Tracebacks appear only at ``debug``."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)  # never SQL with its parameters
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(config: ServiceConfig, *, log_level: str = "info") -> None:
     """Run the service in the foreground until interrupted (``nusec serve``)."""
+    configure_logging(log_level)
     ctx = open_context(config)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
+    # found: make that one a SystemExit, so the ``finally`` below still writes the audit's last
+    # refusal counts and closes the HSM session.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        ctx.start()
         uvicorn_server(ctx, log_level=log_level).run()
     finally:
-        ctx.backend.close()
-        ctx.engine.dispose()
+        ctx.close()
 
 
 # --- background runner (tests, demo, bench) --------------------------------------------------------
@@ -208,8 +228,7 @@ class ServiceHandle:
             self._server = None
             self._thread = None
         if self._ctx is not None:
-            self._ctx.backend.close()
-            self._ctx.engine.dispose()
+            self._ctx.close()
             self._ctx = None
         for name, value in self._saved_env.items():  # thread mode changed this process's environment
             if value is None:
@@ -269,6 +288,11 @@ def run_in_background(
             ctx = open_context(config)
         except BaseException:
             ServiceHandle(url, config, _saved_env=saved).stop()
+            raise
+        try:
+            ctx.start()
+        except BaseException:
+            ServiceHandle(url, config, _ctx=ctx, _saved_env=saved).stop()
             raise
         server = uvicorn_server(ctx, log_level="warning", access_log=False)
         thread = threading.Thread(target=server.run, name="nusec-service", daemon=True)

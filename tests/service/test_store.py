@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from pki.service import audit
-from pki.service.db import VERSION_TABLE, make_engine, make_sessions, upgrade
+from pki.service.db import VERSION_TABLE, Store, make_engine, make_sessions, upgrade
 from pki.service.locks import KeyedLocks
 from pki.service.models import AuditRow, ServiceBase
 from pki.store import PkiBase
@@ -49,12 +49,12 @@ def sessions(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _append(sessions, n: int) -> None:  # type: ignore[no-untyped-def]
+    store = Store(sessions.kw["bind"])  # the writers' layer the service and `nusec pki` share
     for i in range(n):
-        with audit.append_lock(), sessions() as s:
+        with store.write() as s:
             audit.append(
                 s, actor="alice", role="operator", action="register", subject=f"{i:024x}", detail={"i": i}
             )
-            s.commit()
 
 
 def test_chain_verifies_and_detects_edit_delete_and_reorder(sessions) -> None:  # type: ignore[no-untyped-def]

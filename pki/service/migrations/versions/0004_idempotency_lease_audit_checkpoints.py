@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("head_hash", sa.String(length=64), nullable=False),
         sa.Column("at", sa.String(length=40), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("interval", sa.Float(), nullable=False),
         sa.Column("signature", sa.String(length=128), nullable=False),
         sa.PrimaryKeyConstraint("n"),
     )
