@@ -38,6 +38,13 @@ DEFAULT_AUDIT_CHECKPOINT_INTERVAL = 60.0
 #: Refusals audited in full per client certificate and minute; the rest are counted in one row.
 DEFAULT_REFUSALS_PER_MINUTE = 20
 
+#: Wrong key confirmations for one board before its key agreement is locked.
+DEFAULT_MAX_KEY_CONFIRM_FAILURES = 3
+#: Per-operator quotas: boards registered and HSM keys made per window (docs/service-api.md).
+DEFAULT_QUOTA_WINDOW = 3600.0
+DEFAULT_MAX_REGISTRATIONS = 2000
+DEFAULT_MAX_HSM_KEYS = 6000
+
 
 def upload_memory_bound(max_firmware_bytes: int, max_concurrent_uploads: int) -> int:
     """Documented bound on the memory that concurrent uploads add to the service process."""
@@ -81,6 +88,10 @@ class ServiceConfig:
     - ``audit_checkpoint_rows``/``audit_checkpoint_interval``: a signed audit checkpoint every so
       many rows and at least every so many seconds.
     - ``refusals_per_minute``: refusals audited one row each per client certificate and minute.
+    - ``max_key_confirm_failures``: wrong ``kc_board`` values before a board's key agreement is
+      locked (until an admin resets it).
+    - ``quota_window``/``max_registrations``/``max_hsm_keys``: per operator and window (seconds),
+      the boards it may register and the HSM keys (secure-boot keys, exchange keys) it may create.
     """
 
     hsm_uri: str
@@ -102,6 +113,10 @@ class ServiceConfig:
     audit_checkpoint_rows: int = DEFAULT_AUDIT_CHECKPOINT_ROWS
     audit_checkpoint_interval: float = DEFAULT_AUDIT_CHECKPOINT_INTERVAL
     refusals_per_minute: int = DEFAULT_REFUSALS_PER_MINUTE
+    max_key_confirm_failures: int = DEFAULT_MAX_KEY_CONFIRM_FAILURES
+    quota_window: float = DEFAULT_QUOTA_WINDOW
+    max_registrations: int = DEFAULT_MAX_REGISTRATIONS
+    max_hsm_keys: int = DEFAULT_MAX_HSM_KEYS
 
     def validate(self, environ: Mapping[str, str] | None = None) -> ServiceConfig:
         """Check every field that can be checked without the HSM; return self.
@@ -152,6 +167,12 @@ class ServiceConfig:
             raise ConfigError("audit_checkpoint_interval: must be between 0.5 and 60 seconds")
         if not 1 <= self.refusals_per_minute <= 10_000:
             raise ConfigError("refusals_per_minute: must be between 1 and 10000")
+        if not 1 <= self.max_key_confirm_failures <= 100:
+            raise ConfigError("max_key_confirm_failures: must be between 1 and 100")
+        if not 1 <= self.quota_window <= 366 * 86400:
+            raise ConfigError("quota_window: must be between 1 second and 366 days")
+        if self.max_registrations < 1 or self.max_hsm_keys < 1:
+            raise ConfigError("max_registrations, max_hsm_keys: must be at least 1")
         if not self.db_url or "://" not in self.db_url:
             raise ConfigError(f"db_url: {self.db_url!r} is not an SQLAlchemy URL")
         return self

@@ -26,7 +26,19 @@ HEADER_FMT = "<IIHHIIBBHII"  # magic, load_addr, hdr_size, protect_tlv_size, img
 REFUSED_FLAGS = 0x4 | 0x8 | 0x20 | 0x100 | 0x200 | 0x400 | 0x800
 
 DEFAULT_HEADER_SIZE = 0x20  # what snippets/firmware links for (imgtool --header-size 0x20)
-_VERSION_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,5})(?:\+(\d{1,10}))?$")
+# ASCII digits only: ``\d`` would take any Unicode digit ("١.٢.٣"), and ``$`` a trailing newline.
+_VERSION_RE = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,5})(?:\+([0-9]{1,10}))?", re.ASCII)
+
+#: Where the image's slot starts when no load address is given (M55M1 APROM; snippets/firmware
+#: is linked for APP_SLOT_ADDRESS + header size).
+APP_SLOT_ADDRESS = 0x0010_0000
+#: Where an initial stack pointer may point: the M55M1's SRAM (DTCM 0x20000000, SRAM0-2 from
+#: 0x20100000); the top of the stack may be the end of the region.
+SRAM_START, SRAM_END = 0x2000_0000, 0x2040_0000
+#: The Cortex-M system vectors checked: initial SP, reset, and the 14 exception handlers.
+SYSTEM_VECTORS = 16
+#: The smallest body the service signs: a vector table and some code.
+MIN_BODY_BYTES = 256
 
 
 class FirmwareError(ValueError):
@@ -42,7 +54,7 @@ class ImageVersion:
 
     @classmethod
     def parse(cls, text: str) -> ImageVersion:
-        m = _VERSION_RE.match(text)
+        m = _VERSION_RE.fullmatch(text)
         if m is None:
             raise FirmwareError(f"version {text!r} is not MAJOR.MINOR.REVISION[+BUILD]")
         major, minor, revision, build = (int(g) if g else 0 for g in m.groups())
@@ -61,17 +73,35 @@ class SignedImage:
     version: ImageVersion
 
 
-def check_cortex_m_vectors(body: bytes) -> None:
-    """Refuse bytes that do not start with a Cortex-M vector table (initial SP, Thumb reset vector)."""
-    if len(body) < 8:
-        raise FirmwareError("firmware is shorter than a vector table (8 bytes)")
-    sp, reset = struct.unpack_from("<II", body, 0)
-    if not 0x1000_0000 <= sp <= 0x4000_0000 or sp % 4:
+def check_cortex_m_vectors(body: bytes, base: int) -> None:
+    """Refuse a body that is not a Cortex-M image linked to run at ``base``: at least
+    ``MIN_BODY_BYTES``; initial SP in SRAM, 8-byte aligned; reset handler a Thumb address inside
+    the body; each other system exception vector 0 or a Thumb address inside the body."""
+    if len(body) < MIN_BODY_BYTES:
         raise FirmwareError(
-            f"first word 0x{sp:08x} is not an initial stack pointer in SRAM (not a Cortex-M image)"
+            f"firmware body is {len(body)} bytes; a Cortex-M image is at least {MIN_BODY_BYTES}"
         )
-    if not reset & 1 or reset >= 0x4000_0000:
-        raise FirmwareError(f"reset vector 0x{reset:08x} is not a Thumb address below the peripheral space")
+    vectors = struct.unpack_from(f"<{SYSTEM_VECTORS}I", body, 0)
+    sp, reset = vectors[0], vectors[1]
+    if not SRAM_START < sp <= SRAM_END or sp % 8:
+        raise FirmwareError(
+            f"first word 0x{sp:08x} is not an initial stack pointer in SRAM "
+            f"(0x{SRAM_START:08x}-0x{SRAM_END:08x}, 8-byte aligned)"
+        )
+    end = base + len(body)
+
+    def inside(vector: int) -> bool:
+        return vector & 1 == 1 and base + 4 * SYSTEM_VECTORS <= vector - 1 < end
+
+    if not inside(reset):
+        raise FirmwareError(
+            f"reset vector 0x{reset:08x} is not a Thumb address inside the image (0x{base:08x}-0x{end:08x})"
+        )
+    for number, vector in enumerate(vectors[2:], start=2):
+        if vector != 0 and not inside(vector):
+            raise FirmwareError(
+                f"exception vector {number} (0x{vector:08x}) is not 0 or a Thumb address inside the image"
+            )
 
 
 def split_unsigned_image(data: bytes) -> tuple[int, bytes, bytes, ImageVersion]:
@@ -95,6 +125,8 @@ def split_unsigned_image(data: bytes) -> tuple[int, bytes, bytes, ImageVersion]:
             f"MCUboot flags 0x{flags:x} ask for encryption/compression/RAM load: not supported"
         )
     end = hdr_size + img_size
+    if img_size == 0:
+        raise FirmwareError("MCUboot header's image size is 0")
     if end > len(data):
         raise FirmwareError("MCUboot header's image size runs past the end of the input")
     _check_unsigned_tlvs(data[:end], data[end:])
@@ -160,10 +192,10 @@ def sign_image(
             raise FirmwareError(f"header size {header_size} is invalid (32..65536, multiple of 4)")
         padding = b"\xff" * (header_size - IMAGE_HEADER_SIZE)  # erased flash, as imgtool --pad-header
         body = firmware
-    check_cortex_m_vectors(body)
-    version = version or ImageVersion(0, 0, 0, 0)
     if not 0 <= load_address <= 0xFFFFFFFF:
         raise FirmwareError("load address out of 32-bit range")
+    check_cortex_m_vectors(body, (load_address or APP_SLOT_ADDRESS) + IMAGE_HEADER_SIZE + len(padding))
+    version = version or ImageVersion(0, 0, 0, 0)
 
     header = struct.pack(
         HEADER_FMT,

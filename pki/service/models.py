@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -49,12 +51,27 @@ class BoardProgress(ServiceBase):
     # "batch:<batch id>:<index>" when the key was imported from a bulk OTP batch (one image, one board)
     sb_batch_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
     aes_key_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # wrong key confirmations since the last admin reset; at the limit key agreement is locked
+    ka_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ka_locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class BoardGrant(ServiceBase):
+    """An operator other than the owner allowed to act on a board (granted by an admin)."""
+
+    __tablename__ = "svc_board_grant"
+
+    uid: Mapped[str] = mapped_column(String(24), ForeignKey("svc_board.uid"), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(200), primary_key=True)  # certificate CN
+    granted_by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class BoardStep(ServiceBase):
     """Every step reached or reported for a board, in order (the board's history)."""
 
     __tablename__ = "svc_board_step"
+    __table_args__ = (Index("ix_svc_board_step_quota", "actor", "step", "at"),)  # per-operator quotas
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[str] = mapped_column(String(24), ForeignKey("svc_board.uid"), index=True)
@@ -131,6 +148,7 @@ class KeyAgreement(ServiceBase):
     transcript_hash: Mapped[bytes] = mapped_column(LargeBinary)  # T = H(uid || board_eph || srv_eph)
     aes_key_label: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))  # pending | confirmed | failed | superseded
+    opened_by: Mapped[str | None] = mapped_column(String(200), nullable=True)  # CN; only it may confirm
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -28,12 +28,15 @@ class Strict(BaseModel):
 
 
 class BoardState(enum.StrEnum):
-    """Server-side provisioning states, in order (docs/service-api.md)."""
+    """Server-side provisioning states, in order (docs/service-api.md, ``pki.service.board_states``)."""
 
     REGISTERED = "registered"
     CERTIFIED = "certified"
+    CERT_WRITTEN = "cert_written"  # reported
     SECURE_BOOT_KEY = "secure_boot_key"
     FIRMWARE_SIGNED = "firmware_signed"
+    OTP_WRITTEN = "otp_written"  # reported (secure-boot key burned)
+    LOCKED = "locked"  # reported
     KEY_AGREED = "key_agreed"
 
 
@@ -79,6 +82,9 @@ class BoardStatus(Strict):
     updated_at: str
     certificate_serial: str | None = Field(description="hex serial of the current board certificate")
     secure_boot_key: bool
+    owner: str = Field(description="CN of the operator who registered the board (docs/service-api.md)")
+    certificate_revoked: bool = Field(description="the current certificate is revoked: every change refused")
+    key_agreement_locked: bool = Field(description="too many wrong key confirmations: an admin must reset")
     steps: list[StepRecord]
 
 
@@ -94,6 +100,24 @@ class ReportStep(Strict):
 
 class CertificateRequest(Strict):
     csr_pem: str = Field(min_length=1, max_length=8192, description="PKCS#10 CSR, PEM")
+
+
+class ReissueRequest(Strict):
+    """An admin's explicit re-issue: a new key for the board, and why (audited)."""
+
+    csr_pem: str = Field(min_length=1, max_length=8192, description="PKCS#10 CSR for the new key, PEM")
+    reason: str = Field(min_length=3, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")
+
+
+class AdminReason(Strict):
+    reason: str = Field(min_length=3, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")
+
+
+class GrantRequest(Strict):
+    """Let another operator (by certificate CN) act on a board."""
+
+    operator: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    reason: str = Field(min_length=3, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")
 
 
 class BoardCertificate(Strict):

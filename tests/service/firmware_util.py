@@ -11,9 +11,13 @@ from pathlib import Path
 IMGTOOL = str(Path(sys.executable).with_name("imgtool"))
 
 
-def cortex_m_firmware(size: int = 4096, seed: int = 1) -> bytes:
-    """Initial SP in SRAM, Thumb reset vector, then deterministic filler."""
-    body = bytearray(struct.pack("<II", 0x2001_0000, 0x0000_0201 | 1))
+def cortex_m_firmware(size: int = 4096, seed: int = 1, header_size: int = 0x20) -> bytes:
+    """A body linked like snippets/firmware (APROM slot 0x00100000 + ``header_size``): initial SP
+    at the top of 64 KiB of SRAM0, reset and fault handlers (Thumb) inside it, then filler."""
+    base = 0x0010_0000 + header_size
+    handler = (base + 0x80) | 1
+    vectors = [0x2011_0000, handler] + [handler] * 6 + [0, 0, 0, handler, handler, 0, handler, handler]
+    body = bytearray(struct.pack("<16I", *vectors))
     body += bytes((i * 31 + seed) & 0xFF for i in range(size - len(body)))
     return bytes(body)
 

@@ -182,14 +182,11 @@ def test_csr_policy_refusals(operator: ServiceClient) -> None:
     assert operator.status(board.uid_hex)["state"] == "registered"
 
 
-def test_new_key_before_otp_write_reissues_after_it_is_refused(operator: ServiceClient) -> None:
+def test_one_certificate_per_board_same_key_same_certificate(operator: ServiceClient) -> None:
     board = _certified(operator)
     first = operator.certificate(board.uid_hex)["serial"]
-    board.identity = ec.generate_private_key(ec.SECP256R1())  # KeyGen ran again after an interruption
-    second = operator.certify(board.uid_hex, board.csr_pem())["serial"]
-    assert second != first
-    operator.report(board.uid_hex, "cert_written")
-    board.identity = ec.generate_private_key(ec.SECP256R1())
+    assert operator.certify(board.uid_hex, board.csr_pem())["serial"] == first  # same key, new CSR
+    board.identity = ec.generate_private_key(ec.SECP256R1())  # another key: only an admin re-issues
     _problem(
         operator.post(f"/v1/boards/{board.uid_hex}/certificate", {"csr_pem": board.csr_pem()}),
         409,

@@ -36,7 +36,7 @@ def _pub(key: ec.EllipticCurvePrivateKey) -> tuple[bytes, str]:
 def _imgtool_unsigned(tmp_path: Path, size: int, version: str, header_size: str) -> bytes:
     """An unsigned MCUboot image of a ``size``-byte firmware, made by ``imgtool create`` (no key)."""
     raw = tmp_path / "fw.bin"
-    raw.write_bytes(cortex_m_firmware(size))
+    raw.write_bytes(cortex_m_firmware(size, header_size=int(header_size, 16)))
     unsigned = tmp_path / "unsigned.bin"
     subprocess.run(
         [IMGTOOL, "create", "--version", version, "--header-size", header_size, "--pad-header", "--slot-size",
@@ -91,8 +91,8 @@ def test_imgtool_unsigned_image_is_accepted_and_keeps_its_header(
     ("data", "message"),
     [
         (b"", "empty"),
-        (b"\xff" * 64, "stack pointer"),
-        (struct.pack("<II", 0x2000_1000, 0x200) + bytes(56), "Thumb"),  # even reset vector
+        (b"\xff" * 256, "stack pointer"),
+        (struct.pack("<II", 0x2000_1000, 0x0010_0200) + bytes(248), "Thumb"),  # even reset vector
         (bytes(MAX + 1), "limit"),
         (struct.pack("<I", 0x96F3B83D) + bytes(4), "shorter than its 32-byte header"),
         (struct.pack("<IIHHIIBBHII", 0x96F3B83D, 0, 32, 0, 1000, 0, 1, 0, 0, 0, 0), "runs past"),
@@ -117,7 +117,44 @@ def test_corrupted_hash_tlv_is_refused(key: ec.EllipticCurvePrivateKey, tmp_path
         _sign(key, bytes(data))
 
 
-@pytest.mark.parametrize("text", ["1", "1.2", "256.0.0", "1.2.3+x", "a.b.c"])
+def _with_vectors(body: bytes, *vectors: int) -> bytes:
+    return struct.pack(f"<{len(vectors)}I", *vectors) + body[4 * len(vectors) :]
+
+
+GOOD = cortex_m_firmware(1024)
+SP, RESET = struct.unpack_from("<II", GOOD)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (GOOD[:8], "at least 256"),  # the 8-byte file the issue saw signed
+        (struct.pack("<II", SP, RESET) + b"#!/bin/sh\nrm -rf /\n" * 40, "exception vector 2"),  # a script
+        (_with_vectors(GOOD, SP, 0x0000_0201), "not a Thumb address inside the image"),  # reset elsewhere
+        (_with_vectors(GOOD, SP, 0x0010_0020 + 1024 + 1), "inside the image"),  # just past the end
+        (_with_vectors(GOOD, 0x1000_0000, RESET), "stack pointer in SRAM"),
+        (_with_vectors(GOOD, SP + 4, RESET), "8-byte aligned"),
+        (struct.pack("<IIHHIIBBHII", 0x96F3B83D, 0, 32, 0, 0, 0, 1, 0, 0, 0, 0) + GOOD, "image size is 0"),
+        (struct.pack("<IIHHIIBBHII", 0x96F3B83D, 0, 32, 0, 8, 0, 1, 0, 0, 0, 0) + GOOD[:8], "at least 256"),
+    ],
+)
+def test_raw_and_mcuboot_inputs_are_checked_as_their_format(
+    key: ec.EllipticCurvePrivateKey, data: bytes, message: str
+) -> None:
+    with pytest.raises(firmware.FirmwareError, match=message):
+        _sign(key, data)
+
+
+def test_the_reference_firmware_passes_the_checks(key: ec.EllipticCurvePrivateKey, tmp_path: Path) -> None:
+    from nusec.demo import FIRMWARE
+
+    data = FIRMWARE.read_bytes()
+    assert imgtool_verify(_sign(key, data).image, _pub(key)[1], tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "text", ["1", "1.2", "256.0.0", "1.2.3+x", "a.b.c", "\u0661.\u0662.\u0663", "1.2.3\n", "\uff11.2.3"]
+)
 def test_bad_versions_are_refused(text: str) -> None:
     with pytest.raises(firmware.FirmwareError):
         firmware.ImageVersion.parse(text)
@@ -126,7 +163,9 @@ def test_bad_versions_are_refused(text: str) -> None:
 def test_raw_firmware_with_a_larger_header_and_load_address(
     key: ec.EllipticCurvePrivateKey, tmp_path: Path
 ) -> None:
-    signed = _sign(key, cortex_m_firmware(1000), header_size=0x200, load_address=0x0010_0000)
+    signed = _sign(
+        key, cortex_m_firmware(1000, header_size=0x200), header_size=0x200, load_address=0x0010_0000
+    )
     _magic, load, hdr, _ptlv, size = struct.unpack_from("<IIHHI", signed.image)
     assert (load, hdr, size) == (0x0010_0000, 0x200, 1000)
     assert signed.image[32:0x200] == b"\xff" * (0x200 - 32)

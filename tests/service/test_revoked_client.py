@@ -152,7 +152,8 @@ def test_revoked_operator_is_refused_others_still_work_and_the_refusal_is_audite
             _is_problem(bob_again.http.get(f"/v1/boards/{uid}"), 401, "client-certificate-revoked")
 
         assert carol.http.get("/v1/health").status_code == 200
-        assert carol.http.get(f"/v1/boards/{uid}").status_code == 200
+        _is_problem(carol.http.get(f"/v1/boards/{uid}"), 403, "not-board-owner")  # works, not her board
+        assert admin.http.get(f"/v1/boards/{uid}").status_code == 200
         assert alice.http.get("/v1/health").status_code == 200  # never recorded: accepted by default
 
         refusals = [e for e in admin.all_audit_entries() if e["actor"] == "bob" and e["outcome"] == "refused"]

@@ -9,22 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends, Header, Path, Request
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pki import store
 from pki.ca import Role
 from pki.errors import PkiError
 from pki.service.auth import Principal, check_role, principal_from_scope
+from pki.service.board_states import OK, READS, REFUSALS, Op, decide, moved
 from pki.service.context import ServiceContext
-from pki.service.models import BoardProgress, BoardStep
+from pki.service.models import BoardGrant, BoardProgress, BoardStep
 from pki.service.problems import Problem, from_pki_error, problem_responses
-from pki.service.schemas import STATE_ORDER, BoardState, BoardStatus, StepRecord
+from pki.service.schemas import BoardState, BoardStatus, StepRecord
 
 IdempotencyKey = Annotated[
     str | None,
@@ -68,16 +70,6 @@ def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def state_index(state: str) -> int:
-    return STATE_ORDER.index(BoardState(state))
-
-
-def advance(board: BoardProgress, state: BoardState) -> None:
-    if state_index(board.state) < STATE_ORDER.index(state):
-        board.state = state.value
-    board.updated_at = now()
-
-
 def add_step(session: Session, uid: str, step: str, who: Principal, detail: str = "") -> None:
     session.add(BoardStep(uid=uid, step=step, actor=who.name, at=now(), detail=detail))
 
@@ -112,21 +104,93 @@ Operator = Annotated[Principal, Depends(_operator)]
 Admin = Annotated[Principal, Depends(_admin)]
 
 
+def board_for(ctx: ServiceContext, session: Session, who: Principal, uid: str, op: Op) -> BoardProgress:
+    """The board ``op`` acts on, once every rule allows it: it exists (404), ``who`` owns it, is an
+    admin or was granted it (403), its certificate is not revoked (409, changes only), and the
+    state table allows ``op`` in its state (``pki.service.board_states``)."""
+    board = owned_board(session, who, uid, changes=op not in READS)
+    slug = decide(op, board.state)
+    if slug != OK:
+        refusal = REFUSALS[slug]
+        hint = f": {refusal.hint}" if refusal.hint else ""
+        raise Problem(
+            refusal.status, slug, refusal.title, f"{op.value} is refused: board {uid} is {board.state}{hint}"
+        )
+    return board
+
+
+def owned_board(session: Session, who: Principal, uid: str, *, changes: bool) -> BoardProgress:
+    """The board, if ``who`` may act on it and (for a change) its certificate is not revoked."""
+    board = load_board(session, uid)
+    if not may_act_on(session, board, who):
+        raise Problem(
+            403,
+            "not-board-owner",
+            "Not your board",
+            f"board {uid} belongs to another operator; an admin may grant it to you",
+        )
+    if changes and certificate_revoked(session, board):
+        raise Problem(
+            409,
+            "board-certificate-revoked",
+            "Board certificate revoked",
+            f"the certificate of board {uid} is revoked: the board takes no further operation",
+        )
+    return board
+
+
+def may_act_on(session: Session, board: BoardProgress, who: Principal) -> bool:
+    if who.role is Role.ADMIN or board.registered_by == who.name:
+        return True
+    return session.get(BoardGrant, (board.uid, who.name)) is not None
+
+
+def certificate_revoked(session: Session, board: BoardProgress) -> bool:
+    """The board's current certificate is revoked (for any reason, by the service or ``nusec pki``)."""
+    return (
+        board.cert_serial is not None
+        and store.find_revocation(session, int(board.cert_serial, 16)) is not None
+    )
+
+
+def move(board: BoardProgress, op: Op) -> None:
+    """Move the board forward after ``op`` succeeded (never backwards)."""
+    board.state = moved(board.state, op).value
+    board.updated_at = now()
+
+
+#: Board steps that count against an operator's quotas (``ServiceConfig.max_registrations``,
+#: ``max_hsm_keys``): the step rows are written in the same transaction as the effect.
+QUOTA_STEPS = {
+    "registrations": (BoardState.REGISTERED.value,),
+    "HSM keys": (BoardState.SECURE_BOOT_KEY.value, "key_agreement_started"),
+}
+
+
+def check_quota(ctx: ServiceContext, session: Session, who: Principal, kind: str) -> None:
+    """429 once ``who`` used its quota of ``kind`` within the window."""
+    limit = ctx.config.max_registrations if kind == "registrations" else ctx.config.max_hsm_keys
+    since = now() - timedelta(seconds=ctx.config.quota_window)
+    used = session.scalar(
+        select(func.count())
+        .select_from(BoardStep)
+        .where(BoardStep.actor == who.name, BoardStep.step.in_(QUOTA_STEPS[kind]), BoardStep.at > since)
+    )
+    if (used or 0) >= limit:
+        raise Problem(
+            429,
+            "quota-exceeded",
+            "Quota exceeded",
+            f"operator {who.name!r} used its {limit} {kind} per {ctx.config.quota_window:g} s",
+            retry_after=int(ctx.config.quota_window),
+        )
+
+
 def load_board(session: Session, uid: str) -> BoardProgress:
     board = session.get(BoardProgress, uid)
     if board is None:
         raise Problem(404, "board-not-registered", "Board not registered", f"board {uid} is not registered")
     return board
-
-
-def require_state(board: BoardProgress, needed: BoardState, action: str) -> None:
-    if state_index(board.state) < STATE_ORDER.index(needed):
-        raise Problem(
-            409,
-            "wrong-state",
-            "Board not ready",
-            f"{action} needs state {needed.value}; board {board.uid} is {board.state}",
-        )
 
 
 def refused(ctx: ServiceContext, who: Principal, action: str, uid: str, exc: Problem | PkiError) -> Problem:
@@ -163,5 +227,8 @@ def status_of(session: Session, board: BoardProgress) -> BoardStatus:
         updated_at=iso(board.updated_at),
         certificate_serial=board.cert_serial,
         secure_boot_key=board.sb_public_der is not None,
+        owner=board.registered_by,
+        certificate_revoked=certificate_revoked(session, board),
+        key_agreement_locked=bool(board.ka_locked),
         steps=[StepRecord(step=s.step, actor=s.actor, at=iso(s.at), detail=s.detail) for s in steps],
     )

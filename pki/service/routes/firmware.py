@@ -10,6 +10,7 @@ from fastapi import Query, Request, Response
 
 from pki.service import audit, firmware
 from pki.service.auth import Principal
+from pki.service.board_states import Op
 from pki.service.context import ServiceContext
 from pki.service.models import FirmwareSigning
 from pki.service.problems import Problem, problem_responses
@@ -19,12 +20,11 @@ from pki.service.routes.common import (
     Operator,
     Uid,
     add_step,
-    advance,
-    load_board,
+    board_for,
+    move,
     now,
     parse_uid,
     refusals_audited,
-    require_state,
     resource_router,
 )
 from pki.service.schemas import BoardState
@@ -89,8 +89,7 @@ def _sign_firmware(
     uid, _ = parse_uid(uid)
     with refusals_audited(ctx, who, "sign-firmware", uid):
         with ctx.sessions() as session:
-            board = load_board(session, uid)
-            require_state(board, BoardState.SECURE_BOOT_KEY, "firmware signing")
+            board = board_for(ctx, session, who, uid, Op.SIGN_FIRMWARE)
             label, public_der = board.sb_key_label, board.sb_public_der
         assert label is not None and public_der is not None
         if len(data) > ctx.config.max_firmware_bytes:
@@ -113,7 +112,7 @@ def _sign_firmware(
         except firmware.FirmwareError as exc:
             raise Problem(422, "bad-firmware", "Firmware refused", str(exc)) from None
         with ctx.write() as session:
-            board = load_board(session, uid)
+            board = board_for(ctx, session, who, uid, Op.SIGN_FIRMWARE)
             session.add(
                 FirmwareSigning(
                     uid=uid,
@@ -125,7 +124,7 @@ def _sign_firmware(
                     at=now(),
                 )
             )
-            advance(board, BoardState.FIRMWARE_SIGNED)
+            move(board, Op.SIGN_FIRMWARE)
             add_step(session, uid, BoardState.FIRMWARE_SIGNED.value, who, f"sha256 {signed.sha256.hex()}")
             audit.append(
                 session,

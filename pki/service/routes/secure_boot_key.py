@@ -17,6 +17,7 @@ from pki.hsm.batch_import import import_batch_key
 from pki.service import audit
 from pki.service.auth import Principal
 from pki.service.batch_keys import BatchKeyRef, check_batch_import
+from pki.service.board_states import Op
 from pki.service.context import ServiceContext
 from pki.service.models import BoardProgress
 from pki.service.problems import Problem, problem_responses
@@ -26,11 +27,11 @@ from pki.service.routes.common import (
     Operator,
     Uid,
     add_step,
-    advance,
+    board_for,
     board_locked,
-    load_board,
+    check_quota,
+    move,
     parse_uid,
-    require_state,
     resource_router,
 )
 from pki.service.schemas import BoardState, SecureBootKey, SecureBootKeyImport
@@ -60,10 +61,10 @@ def make_secure_boot_key(uid: Uid, ctx: Ctx, who: Operator, _key: IdempotencyKey
     uid, _ = parse_uid(uid)
     with board_locked(ctx, who, "secure-boot-key", uid):
         with ctx.sessions() as session:
-            board = load_board(session, uid)
+            board = board_for(ctx, session, who, uid, Op.SECURE_BOOT_KEY)
             if board.sb_public_der is not None:
                 return sb_answer(uid, board.sb_public_der, created=False)
-            require_state(board, BoardState.CERTIFIED, "a secure-boot key")
+            check_quota(ctx, session, who, "HSM keys")
         label = sb_label(uid)
         existing = ctx.backend.find_ec_keypair(label)  # left by a run that died before commit
         info = existing or ctx.backend.generate_ec_keypair(label, policy=KeyPolicy())
@@ -71,10 +72,10 @@ def make_secure_boot_key(uid: Uid, ctx: Ctx, who: Operator, _key: IdempotencyKey
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         with ctx.write() as session:
-            board = load_board(session, uid)
+            board = board_for(ctx, session, who, uid, Op.SECURE_BOOT_KEY)
             board.sb_key_label = label
             board.sb_public_der = der
-            advance(board, BoardState.SECURE_BOOT_KEY)
+            move(board, Op.SECURE_BOOT_KEY)
             add_step(session, uid, BoardState.SECURE_BOOT_KEY.value, who)
             audit.append(
                 session,
@@ -106,9 +107,10 @@ def _import_sb_key(
     ctx: ServiceContext, uid: str, raw_uid: bytes, body: SecureBootKeyImport, who: Principal
 ) -> SecureBootKey:
     with ctx.sessions() as session:
-        board = load_board(session, uid)
-        require_state(board, BoardState.CERTIFIED, "a secure-boot key")
+        board = board_for(ctx, session, who, uid, Op.SECURE_BOOT_KEY)
         current_der, current_ref = board.sb_public_der, board.sb_batch_ref
+        if current_der is None:
+            check_quota(ctx, session, who, "HSM keys")
     ref = check_batch_import(
         ctx.backend,
         uid=raw_uid,
@@ -144,11 +146,11 @@ def _import_sb_key(
     imported = _import_into_hsm(ctx, label, ref)
     try:
         with ctx.write() as session:
-            board = load_board(session, uid)
+            board = board_for(ctx, session, who, uid, Op.SECURE_BOOT_KEY)
             board.sb_key_label = label
             board.sb_public_der = der
             board.sb_batch_ref = ref.ref
-            advance(board, BoardState.SECURE_BOOT_KEY)
+            move(board, Op.SECURE_BOOT_KEY)
             add_step(session, uid, BoardState.SECURE_BOOT_KEY.value, who, ref.ref)
             audit.append(
                 session,
@@ -217,12 +219,9 @@ def _import_into_hsm(ctx: ServiceContext, label: str, ref: BatchKeyRef) -> bool:
     responses=problem_responses(401, 403, 404, 422),
 )
 def get_secure_boot_key(uid: Uid, ctx: Ctx, who: Operator) -> SecureBootKey:
-    """The board's secure-boot public key, if it has been made."""
+    """The board's secure-boot public key, once made (in every later state, revoked too)."""
     uid, _ = parse_uid(uid)
     with ctx.sessions() as session:
-        board = load_board(session, uid)
-        if board.sb_public_der is None:
-            raise Problem(
-                404, "no-secure-boot-key", "No secure-boot key", f"board {uid} has no secure-boot key"
-            )
+        board = board_for(ctx, session, who, uid, Op.GET_SECURE_BOOT_KEY)
+        assert board.sb_public_der is not None
         return sb_answer(uid, board.sb_public_der, created=False)

@@ -1,0 +1,59 @@
+"""Per-operator quotas (defect 10 of issue 11): a service with small quotas, started for this
+module; past the quota the caller gets 429 problem+json and nothing is created (no board row,
+no HSM object), while other operators keep their own quota."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from pki.service.db import make_engine, upgrade
+from pki.service.schemas import BoardState
+from pki.service.server import ServiceHandle, run_in_background
+from tests.service.board_driver import BoardRun, drive_to
+from tests.service.client import ServiceClient
+from tests.service.conftest import Pki
+
+
+@pytest.fixture(scope="module")
+def service(pki_files: Pki) -> Iterator[ServiceHandle]:
+    config = pki_files.config(max_registrations=4, max_hsm_keys=3)
+    engine = make_engine(config.db_url)
+    upgrade(engine)  # what `nusec db upgrade` does
+    engine.dispose()
+    handle = run_in_background(config, env=pki_files.token.environ())
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        if handle.log_path is not None:
+            handle.log_path.unlink(missing_ok=True)
+
+
+def _quota(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    doc = response.json()
+    assert doc["type"].endswith("/quota-exceeded") and doc["retry_after"] > 0
+
+
+def test_registrations_and_hsm_keys_are_limited_per_operator(
+    operator: ServiceClient, admin: ServiceClient, pki_files: Pki
+) -> None:
+    signed = drive_to(BoardState.FIRMWARE_SIGNED, operator, admin)  # registration 1, HSM key 1
+    keyed = [drive_to(BoardState.SECURE_BOOT_KEY, operator, admin) for _ in range(2)]  # 2, 3 and keys 2, 3
+    last = drive_to(BoardState.CERTIFIED, operator, admin)  # registration 4
+    extra = BoardRun(operator, admin)
+    _quota(operator.post("/v1/boards", {"uid": extra.uid}))
+    assert operator.http.get(f"/v1/boards/{extra.uid}").status_code == 404  # nothing was registered
+    assert operator.post("/v1/boards", {"uid": last.uid}).status_code == 200  # status of its own board
+
+    _quota(last.make_secure_boot_key())
+    assert operator.http.get(f"/v1/boards/{last.uid}/secure-boot-key").status_code == 404
+    _quota(signed.begin_ecdh()[0])  # an exchange makes an HSM key too
+    assert keyed[0].make_secure_boot_key().status_code == 200  # an existing key is no new object
+
+    theirs = drive_to(BoardState.SECURE_BOOT_KEY, admin, admin)  # another caller, its own quota
+    assert theirs.state() == "secure_boot_key"
