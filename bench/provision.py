@@ -48,7 +48,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="nusec-bench-prov-"))
     os.environ["NUSEC_SIM_DIR"] = str(tmp / "sim")
     pki = make_pki(tmp / "pki")
-    handle = run_in_background(pki.config(), env=pki.token.environ())
+    handle = run_in_background(pki.config(), env=pki.token.environ(), migrate=True)
     out: dict[str, dict[str, float | int]] = {}
     try:
         tls = TlsConfig(pki.operator_cert, pki.operator_key, pki.chain_pem)

@@ -120,7 +120,7 @@ def main() -> None:
             port=0,
         )
         results: dict[str, dict[str, float]] = {}
-        with run_in_background(config, env=token.environ()) as service:
+        with run_in_background(config, env=token.environ(), migrate=True) as service:
             client_creds = (creds.ca_bundle, creds.operator.cert, creds.operator.key)
             for clients in (1, 8):
                 boards = [Board() for _ in range(args.boards)]

@@ -87,6 +87,7 @@ def run_demo(
     from pki.ca import Issuer
     from pki.service.config import ServiceConfig
     from pki.service.credentials import issue_service_credentials
+    from pki.service.db import make_engine, upgrade
     from pki.service.server import run_in_background
 
     workdir = prepare_workdir(workdir)
@@ -136,6 +137,12 @@ def run_demo(
         db_url=f"sqlite:///{workdir / 'service.db'}",
         port=0,
     )
+    say("    nusec db upgrade (the service never migrates its database on its own)")
+    engine = make_engine(config.db_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     service = run_in_background(config, env=env)
     try:
         say(f"    service at {service.url}")

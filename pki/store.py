@@ -224,6 +224,30 @@ def find_certificate(session: Session, serial: int) -> IssuedCertificate | None:
     return session.scalar(select(IssuedCertificate).where(IssuedCertificate.serial == serial_hex(serial)))
 
 
+def live_certificates_with_cn(
+    session: Session, profile: str, common_name: str, at: dt.datetime | None = None
+) -> list[IssuedCertificate]:
+    """Recorded certificates of ``profile`` whose subject CN is ``common_name``, neither revoked
+    nor expired at ``at`` (default now): what makes an operator name ambiguous in the audit."""
+    from cryptography.x509.oid import NameOID
+
+    when = at or _utcnow()
+    revoked = select(Revocation.certificate_id)
+    found: list[IssuedCertificate] = []
+    for row in session.scalars(
+        select(IssuedCertificate).where(
+            IssuedCertificate.profile == profile, IssuedCertificate.id.not_in(revoked)
+        )
+    ):
+        not_after = row.not_after if row.not_after.tzinfo else row.not_after.replace(tzinfo=dt.UTC)
+        if not_after <= when:
+            continue
+        names = row.certificate().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if any(attr.value == common_name for attr in names):
+            found.append(row)
+    return found
+
+
 def certificates_for_board(session: Session, uid: bytes) -> list[IssuedCertificate]:
     """All certificates recorded for a board, oldest first."""
     board = get_board(session, uid)

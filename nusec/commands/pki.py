@@ -27,10 +27,10 @@ from nusec.commands.failure import fail, first_line, os_error_message
 
 if TYPE_CHECKING:
     from cryptography import x509
-    from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
     from pki.ca import Issuer
+    from pki.service.db import Store
 
 app = typer.Typer(
     name="pki",
@@ -191,25 +191,22 @@ def _sqlite_path(db_url: str) -> Path | None:
 
 
 @contextmanager
-def _store(db_url: str, *, migrate: bool) -> Iterator[Engine]:
-    """An engine on the service database. ``migrate``: bring it to the service's schema head (as
-    ``nusec serve`` does at start); else the database must already hold the CA tables."""
-    from sqlalchemy import inspect
-
-    from pki.service.db import make_engine, upgrade
+def _store(db_url: str) -> Iterator[Store]:
+    """The service database through the writers' layer the service uses (``pki.service.db.Store``:
+    audit appends under its lock). It must be migrated already: migrations run only from
+    ``nusec db upgrade``, never on the side."""
+    from pki.service.db import Store
 
     path = _sqlite_path(db_url)
-    if not migrate and path is not None and not path.is_file():
-        raise PkiCliError(f"--db-url: database file {path} does not exist")
-    engine = make_engine(db_url)
+    if path is not None and not path.is_file():
+        raise PkiCliError(
+            f"--db-url: database file {path} does not exist (create it with `nusec db upgrade`)"
+        )
+    opened = Store.open(db_url)
     try:
-        if migrate:
-            upgrade(engine)
-        elif "pki_certificate" not in inspect(engine).get_table_names():
-            raise PkiCliError("--db-url: the database has no NuSec tables (start `nusec serve` on it once)")
-        yield engine
+        yield opened
     finally:
-        engine.dispose()
+        opened.close()
 
 
 def _actor() -> str:
@@ -222,15 +219,9 @@ def _actor() -> str:
 
 
 def _audit(session: Session, action: str, subject: str, detail: dict[str, Any]) -> None:
-    """Append to the service's hash-chained audit log (same transaction as the effect), if the
-    database has one (a store made with ``pki.store.create_schema`` alone has not)."""
-    from sqlalchemy import inspect
-
+    """Append to the service's hash-chained audit log, in the caller's ``Store.write`` transaction."""
     from pki.service import audit
-    from pki.service.models import AuditRow
 
-    if not inspect(session.connection()).has_table(AuditRow.__tablename__):
-        return
     audit.append(session, actor=_actor(), role=CLI_ROLE, action=action, subject=subject, detail=detail)
 
 
@@ -253,34 +244,38 @@ def _iso(value: dt.datetime) -> str:
 
 
 @contextmanager
-def _recording(db_url: str | None, profile: str) -> Iterator[tuple[IssuedHook | None, list[Path]]]:
+def _recording(
+    db_url: str | None, profile: str, unique_cn: str | None = None
+) -> Iterator[tuple[IssuedHook | None, list[Path]]]:
     """An ``on_issued`` hook recording the certificate (and an audit row) in the store, committed
     once the caller's files are written; the caller lists those files in the yielded list so a
-    failed commit removes them. Without ``db_url`` there is no hook."""
+    failed commit removes them. Without ``db_url`` there is no hook. ``unique_cn``: refuse (before
+    anything is signed) if a live certificate of ``profile`` already carries this CN."""
     written: list[Path] = []
     if db_url is None:
         yield None, written
         return
     from pki import store
-    from pki.service.db import make_sessions
 
-    with _store(db_url, migrate=True) as engine, make_sessions(engine)() as session:
+    try:
+        with _store(db_url) as opened, opened.write() as session:  # commits on leaving
+            if unique_cn is not None:
+                clash = store.live_certificates_with_cn(session, profile, unique_cn)
+                if clash:
+                    raise PkiCliError(
+                        f"--name {unique_cn!r}: a live {profile} certificate with this CN exists "
+                        f"(serial {clash[0].serial}); revoke it first (`nusec pki revoke`)"
+                    )
 
-        def hook(cert: x509.Certificate) -> None:
-            row = store.record_certificate(session, cert, profile)
-            _audit(session, f"cli.issue-{profile}", cert.subject.rfc4514_string(), {"serial": row.serial})
+            def hook(cert: x509.Certificate) -> None:
+                row = store.record_certificate(session, cert, profile)
+                _audit(session, f"cli.issue-{profile}", cert.subject.rfc4514_string(), {"serial": row.serial})
 
-        try:
             yield hook, written
-        except BaseException:
-            session.rollback()
-            raise
-        try:
-            session.commit()
-        except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise
+    except BaseException:
+        for path in written:  # nothing was recorded: the files must not outlive that
+            path.unlink(missing_ok=True)
+        raise
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -410,7 +405,7 @@ def operator_cert_cmd(
         stem = _file_stem(file_stem if file_stem is not None else name)
         with (
             _ica_issuer(hsm_uri, ica_cert, root_cert) as ica,
-            _recording(db_url, OPERATOR_CLIENT.name) as (hook, written),
+            _recording(db_url, OPERATOR_CLIENT.name, unique_cn=name) as (hook, written),
         ):
             creds = issue_client_credentials(
                 ica,
@@ -469,14 +464,13 @@ def revoke_cmd(
     from sqlalchemy import select
 
     from pki import store
-    from pki.service.db import make_sessions
 
     with _one_line_errors(json_out):
         if reason not in REVOKE_REASONS:
             raise PkiCliError(f"--reason must be one of {', '.join(REVOKE_REASONS)}, not {reason!r}")
         number = _parse_serial(serial)
         flag = x509.ReasonFlags(reason)
-        with _store(db_url, migrate=False) as engine, make_sessions(engine)() as session:
+        with _store(db_url) as opened, opened.write() as session:
             cert = store.find_certificate(session, number)
             if cert is None:
                 raise PkiCliError(f"no certificate with serial {store.serial_hex(number)} is recorded")
@@ -491,7 +485,6 @@ def revoke_cmd(
                     cert.subject,
                     {"serial": cert.serial, "profile": cert.profile, "reason": reason},
                 )
-                session.commit()
     doc = {
         "serial": cert.serial,
         "subject": cert.subject,
@@ -542,7 +535,6 @@ def crl_cmd(
 
     from pki import store
     from pki.ca import RevokedEntry, issue_crl
-    from pki.service.db import make_sessions
 
     with _one_line_errors(json_out):
         if not 1 <= next_update_days <= 366:
@@ -551,9 +543,9 @@ def crl_cmd(
             raise PkiCliError(f"{out} already exists; refusing to overwrite")
         if not out.parent.is_dir():
             raise PkiCliError(f"--out: folder {out.parent} does not exist")
-        with _ica_issuer(hsm_uri, ica_cert) as ica, _store(db_url, migrate=False) as engine:
+        with _ica_issuer(hsm_uri, ica_cert) as ica, _store(db_url) as opened:
             issuer_name = ica.certificate.subject.rfc4514_string()
-            with make_sessions(engine)() as session:
+            with opened.write(before_commit=None) as session:
                 rows = session.execute(
                     select(store.Revocation, store.IssuedCertificate)
                     .join(
@@ -583,12 +575,8 @@ def crl_cmd(
                     issuer_name,
                     {"crl_number": number, "revoked": len(entries)},
                 )
-                _publish(out, crl.public_bytes(serialization.Encoding.PEM))
-                try:
-                    session.commit()
-                except BaseException:
-                    out.unlink(missing_ok=True)
-                    raise
+                session.flush()
+                _publish(out, crl.public_bytes(serialization.Encoding.PEM))  # committed on leaving
     doc = {
         "crl": str(out),
         "crl_number": number,
@@ -636,7 +624,6 @@ def list_cmd(
     from sqlalchemy import select
 
     from pki import store
-    from pki.service.db import make_sessions
 
     with _one_line_errors(json_out):
         raw_uid: bytes | None = None
@@ -647,7 +634,7 @@ def list_cmd(
                 raw_uid = b""
             if len(raw_uid) != 12:
                 raise PkiCliError(f"--uid {uid!r} is not a board UID (24 hex digits)")
-        with _store(db_url, migrate=False) as engine, make_sessions(engine)() as session:
+        with _store(db_url) as opened, opened.sessions() as session:
             if raw_uid is not None:
                 certs = store.certificates_for_board(session, raw_uid)
             else:

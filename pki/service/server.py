@@ -44,7 +44,7 @@ from pki.service.app import create_app
 from pki.service.auth import CLIENT_CERT_STATE_KEY
 from pki.service.config import ConfigError, ServiceConfig
 from pki.service.context import ServiceContext
-from pki.service.db import make_engine, make_sessions, upgrade
+from pki.service.db import check_migrated, make_engine, make_sessions, upgrade
 
 CONFIG_ENV = "NUSEC_SERVICE_CONFIG"
 STARTUP_TIMEOUT_S = 60.0
@@ -71,7 +71,8 @@ def load_certificate(path: Path, what: str) -> x509.Certificate:
 
 
 def open_context(config: ServiceConfig) -> ServiceContext:
-    """Validate ``config``, open the HSM, check the ICA key against its certificate, migrate the DB."""
+    """Validate ``config``, open the HSM, check the ICA key against its certificate and that the
+    database is migrated (``NotMigratedError`` naming ``nusec db upgrade`` otherwise)."""
     config.validate()
     root = load_certificate(config.root_cert, "root_cert")
     ica = load_certificate(config.ica_cert, "ica_cert")
@@ -94,7 +95,12 @@ def open_context(config: ServiceConfig) -> ServiceContext:
         backend.close()
         raise
     engine = make_engine(config.db_url)
-    upgrade(engine)
+    try:
+        check_migrated(engine)  # migrations run only when asked: `nusec db upgrade`
+    except BaseException:
+        engine.dispose()
+        backend.close()
+        raise
     return ServiceContext(
         config=config,
         backend=backend,
@@ -144,6 +150,7 @@ def configure_logging(log_level: str) -> None:
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)  # never SQL with its parameters
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -265,6 +272,7 @@ def run_in_background(
     *,
     mode: Literal["process", "thread"] = "process",
     env: dict[str, str] | None = None,
+    migrate: bool = False,
 ) -> ServiceHandle:
     """Start the service on ``config.host``/``config.port`` (port 0: pick a free one) and return
     once it accepts connections.
@@ -273,10 +281,17 @@ def run_in_background(
     ``$NUSEC_SERVICE_CONFIG`` and the HSM PIN inherited through the environment (``env``
     overrides, e.g. ``SOFTHSM2_CONF``); its log goes to ``handle.log_path``. ``thread`` runs
     uvicorn in a thread of this process (shares this process's PKCS#11 session; ``env`` is
-    applied to ``os.environ`` until ``stop()``).
+    applied to ``os.environ`` until ``stop()``). ``migrate``: run the database migrations first
+    (what ``nusec db upgrade`` does; the service itself never migrates).
     """
     child_env = {**os.environ, **(env or {})}
     config.validate(child_env)
+    if migrate:
+        engine = make_engine(config.db_url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
     if config.port == 0:
         config = ServiceConfig(**{**asdict(config), "port": free_port(config.host)})
     scheme = "http" if config.insecure_dev else "https"

@@ -130,6 +130,10 @@ class Deployment:
 def deployed(ca: Ca) -> Iterator[Deployment]:
     """What the docs tell the OEM to do after the ceremony: server-cert, operator-cert, serve."""
     tls, alice = ca.dir / "tls", ca.dir / "operators"
+    upgraded = subprocess.run(
+        [str(BIN), "db", "upgrade", "--db-url", ca.db_url], capture_output=True, text=True, timeout=120
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
     res = ca.run("server-cert", *ca.chain_args(), "--out", tls, "--ip", "127.0.0.1", "--db-url", ca.db_url)
     assert res.returncode == 0, res.stderr
     for name, role in (("alice", "operator"), ("Bob Admin", "admin")):
@@ -156,7 +160,7 @@ def deployed(ca: Ca) -> Iterator[Deployment]:
         host="127.0.0.1",
         port=0,
     )
-    handle = run_in_background(config, env=ca.token.environ())
+    handle = run_in_background(config, env=ca.token.environ(), migrate=True)
     try:
         yield Deployment(tls, alice, handle)
     finally:
@@ -355,6 +359,30 @@ def test_wrong_role_name_and_ica_are_refused(ca: Ca, tmp_path: Path) -> None:
         ca.run("server-cert", *ca.chain_args(), "--out", str(out), "--ip", "not-an-ip"), "IP address"
     )
     assert not out.exists()
+
+
+def test_a_second_live_operator_certificate_with_a_cn_in_use_is_refused(
+    ca: Ca, deployed: Deployment, tmp_path: Path
+) -> None:
+    again = ca.run("operator-cert", *ca.chain_args(), "--name", "alice", "--role", "admin",
+                   "--out", tmp_path / "again", "--db-url", ca.db_url)  # fmt: skip
+    one_line_error(again, "live", "alice")
+    assert not (tmp_path / "again" / "alice.pem").exists()
+    first = last_json(ca.run("operator-cert", *ca.chain_args(), "--name", "dora", "--role", "operator",
+                             "--out", tmp_path / "d1", "--db-url", ca.db_url, "--json"))  # fmt: skip
+    one_line_error(ca.run("operator-cert", *ca.chain_args(), "--name", "dora", "--role", "operator",
+                          "--out", tmp_path / "d2", "--db-url", ca.db_url), "dora")  # fmt: skip
+    assert ca.run("revoke", "--db-url", ca.db_url, str(first["serial"])).returncode == 0
+    renewed = ca.run("operator-cert", *ca.chain_args(), "--name", "dora", "--role", "operator",
+                     "--out", tmp_path / "d3", "--db-url", ca.db_url)  # fmt: skip
+    assert renewed.returncode == 0, renewed.stderr  # the old one is revoked: the name is free again
+
+
+def test_pki_refuses_an_unmigrated_database_naming_db_upgrade(ca: Ca, tmp_path: Path) -> None:
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    (tmp_path / "fresh.db").touch()
+    one_line_error(ca.run("list", "--db-url", fresh), "nusec db upgrade")
+    one_line_error(ca.run("revoke", "--db-url", fresh, "1234abcd"), "nusec db upgrade")
 
 
 def test_revoke_and_list_refuse_bad_serials_and_databases(

@@ -176,7 +176,7 @@ def pki_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
 @contextmanager
 def running_service(pki: Pki) -> Iterator[ServiceHandle]:
     """The real service for ``pki`` on 127.0.0.1; stopped, and its log removed, on the way out."""
-    handle = run_in_background(pki.config(), env=pki.token.environ())
+    handle = run_in_background(pki.config(), env=pki.token.environ(), migrate=True)
     try:
         yield handle
     finally:

@@ -51,7 +51,7 @@ def _start(pki: Pki) -> ServiceHandle:
         audit_checkpoint_interval=INTERVAL_S,
         refusals_per_minute=REFUSALS_PER_MINUTE,
     )
-    return run_in_background(config, env=pki.token.environ())
+    return run_in_background(config, env=pki.token.environ(), migrate=True)
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def fresh_service(pki_files: Pki, tmp_path: Path) -> Iterator[ServiceHandle]:
     config = pki_files.config(
         db_url=f"sqlite:///{tmp_path / 'cut.db'}", audit_checkpoint_rows=1000, audit_checkpoint_interval=60
     )
-    handle = run_in_background(config, env=pki_files.token.environ())
+    handle = run_in_background(config, env=pki_files.token.environ(), migrate=True)
     try:
         yield handle
     finally:
@@ -190,7 +190,7 @@ def test_rows_cut_after_the_last_checkpoint_are_detected(
         db.execute("DELETE FROM svc_audit WHERE seq > ?", (kept - 4,))
         db.execute("DELETE FROM svc_audit_checkpoint WHERE seq > ?", (kept - 4,))
         db.commit()
-    restarted = run_in_background(fresh_service.config, env=pki_files.token.environ())
+    restarted = run_in_background(fresh_service.config, env=pki_files.token.environ(), migrate=True)
     try:
         after = tmp_path / "after.json"
         assert _export(restarted, pki_files, after).returncode == 0
@@ -280,7 +280,7 @@ def test_a_client_that_keeps_failing_is_rate_limited_with_a_count(svc: ServiceHa
 def test_suppressed_refusals_are_counted_at_shutdown(pki_files: Pki, tmp_path: Path) -> None:
     db_path = tmp_path / "limits.db"
     config = pki_files.config(db_url=f"sqlite:///{db_path}", refusals_per_minute=3)
-    handle = run_in_background(config, env=pki_files.token.environ())
+    handle = run_in_background(config, env=pki_files.token.environ(), migrate=True)
     try:
         with ServiceClient(
             handle.url, pki_files.chain_pem, pki_files.operator_cert, pki_files.operator_key
@@ -299,7 +299,9 @@ def test_suppressed_refusals_are_counted_at_shutdown(pki_files: Pki, tmp_path: P
 def test_server_log_has_request_ids_and_classes_never_request_data(pki_files: Pki, tmp_path: Path) -> None:
     marker = "SECRET-MARKER-" + uuid.uuid4().hex
     db_path = tmp_path / "logs.db"
-    handle = run_in_background(pki_files.config(db_url=f"sqlite:///{db_path}"), env=pki_files.token.environ())
+    handle = run_in_background(
+        pki_files.config(db_url=f"sqlite:///{db_path}"), env=pki_files.token.environ(), migrate=True
+    )
     try:
         with sqlite3.connect(db_path) as db:  # a database fault whose statement carries the marker
             db.execute(

@@ -109,7 +109,7 @@ def big_service(pki_files: Pki) -> Iterator[ServiceHandle]:
     config = pki_files.config(
         max_firmware_bytes=MAX_FIRMWARE, db_url=f"sqlite:///{pki_files.dir / 'bodies.db'}"
     )
-    handle = run_in_background(config, env=pki_files.token.environ())
+    handle = run_in_background(config, env=pki_files.token.environ(), migrate=True)
     try:
         yield handle
     finally:

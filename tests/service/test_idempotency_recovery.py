@@ -42,7 +42,7 @@ def _start(pki: Pki) -> ServiceHandle:
         idempotency_retention=RETENTION_S,
         max_firmware_bytes=2 * 1024 * 1024,
     )
-    return run_in_background(config, env=pki.token.environ())
+    return run_in_background(config, env=pki.token.environ(), migrate=True)
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ def postgres_url() -> Iterator[str]:
 
 def test_service_on_postgresql(postgres_url: str, pki_files: Pki, tmp_path: Path) -> None:
     config = pki_files.config(db_url=postgres_url)
-    with run_in_background(config, env=pki_files.token.environ()) as service:
+    with run_in_background(config, env=pki_files.token.environ(), migrate=True) as service:
         with ServiceClient(
             service.url, pki_files.chain_pem, pki_files.admin_cert, pki_files.admin_key
         ) as admin:
@@ -81,7 +81,7 @@ def test_service_on_postgresql(postgres_url: str, pki_files: Pki, tmp_path: Path
             report = admin.audit_verify().json()
             assert report["ok"] is True and report["rows"] >= 8
     # a restart runs the migrations again (no-op) and sees the same data
-    with run_in_background(config, env=pki_files.token.environ()) as service:
+    with run_in_background(config, env=pki_files.token.environ(), migrate=True) as service:
         with ServiceClient(
             service.url, pki_files.chain_pem, pki_files.admin_cert, pki_files.admin_key
         ) as admin:

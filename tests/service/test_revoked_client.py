@@ -22,7 +22,7 @@ from pki import store
 from pki.ca import OPERATOR_CLIENT
 from pki.service.client_revocation import ClientCertStatus, StatusCache
 from pki.service.config import ConfigError
-from pki.service.db import make_engine, make_sessions
+from pki.service.db import make_engine, make_sessions, upgrade
 from pki.service.server import ServiceHandle, run_in_background
 from tests.service.client import ServiceClient
 from tests.service.conftest import ICA_LABEL, TOKEN_LABEL, Pki
@@ -67,6 +67,7 @@ class Operators:
 @pytest.fixture(scope="module")
 def operators(pki_files: Pki) -> Iterator[Operators]:
     config = pki_files.config(client_revocation_ttl=0)
+    upgrade(make_engine(config.db_url))  # `nusec db upgrade`, before `nusec pki` may write to it
     folder = pki_files.dir / "operators"
     hsm_uri = f"pkcs11:token={TOKEN_LABEL};object={ICA_LABEL}?module-path={pki_files.token.module_path}"
     serials: dict[str, str] = {}
@@ -201,7 +202,7 @@ def test_required_record_refuses_certificates_the_store_does_not_know(pki_files:
         client_revocation_ttl=0,
         require_recorded_client_certs=True,
     )
-    handle = run_in_background(config, env=pki_files.token.environ())
+    handle = run_in_background(config, env=pki_files.token.environ(), migrate=True)
     try:
         _record(config.db_url, pki_files.admin_cert)
         with (

@@ -3,6 +3,7 @@ command really serves (here in --insecure-dev mode, plain HTTP on loopback)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,6 +60,9 @@ def test_insecure_dev_serves_plain_http_on_loopback(pki_files: Pki, tmp_path: Pa
             "--db-url", f"sqlite:///{tmp_path / 'dev.db'}", "--port", str(port), "--insecure-dev",
             "--log-level", "warning"]  # fmt: skip
     env = {**pki_files.token.environ(), "PATH": "/usr/bin:/bin"}
+    upgraded = subprocess.run([NUSEC, "db", "upgrade", "--db-url", f"sqlite:///{tmp_path / 'dev.db'}"],
+                              capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -76,6 +80,24 @@ def test_insecure_dev_serves_plain_http_on_loopback(pki_files: Pki, tmp_path: Pa
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_serve_refuses_an_unmigrated_database_naming_db_upgrade(pki_files: Pki, tmp_path: Path) -> None:
+    env = {**pki_files.token.environ(), "PATH": "/usr/bin:/bin"}
+    db_url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    argv = [NUSEC, "serve", "--hsm-uri", f"pkcs11:token={TOKEN_LABEL};object=ica", "--insecure-dev",
+            "--root-cert", str(pki_files.root_pem), "--ica-cert", str(pki_files.ica_pem), "--db-url", db_url,
+            "--port", str(free_port())]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "nusec db upgrade" in lines[0], out.stderr
+    status = subprocess.run([NUSEC, "db", "status", "--db-url", db_url, "--json"],
+                            capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert status.returncode == 3 and json.loads(status.stdout)["current"] is False
+    assert subprocess.run([NUSEC, "db", "upgrade", "--db-url", db_url], env=env, timeout=60).returncode == 0
+    status = subprocess.run([NUSEC, "db", "status", "--db-url", db_url, "--json"],
+                            capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert status.returncode == 0 and json.loads(status.stdout)["current"] is True
 
 
 def test_wrong_key_label_or_foreign_server_cert_fail_in_one_line(pki_files: Pki, tmp_path: Path) -> None:
@@ -100,7 +122,7 @@ def test_wrong_key_label_or_foreign_server_cert_fail_in_one_line(pki_files: Pki,
 def test_run_in_background_thread_mode(pki_files: Pki, tmp_path: Path) -> None:
     config = pki_files.config(insecure_dev=True, db_url=f"sqlite:///{tmp_path / 't.db'}")
     pin_before = os.environ.get("NUSEC_HSM_PIN")
-    with run_in_background(config, mode="thread", env=pki_files.token.environ()) as service:
+    with run_in_background(config, mode="thread", env=pki_files.token.environ(), migrate=True) as service:
         assert service.url.startswith("http://127.0.0.1:")
         chain = httpx.get(f"{service.url}/v1/ca/chain", timeout=10).json()
         assert chain["ica_pem"] == pki_files.ica_pem.read_text()
