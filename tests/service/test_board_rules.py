@@ -20,7 +20,7 @@ from pki.service.db import make_engine, make_sessions
 from pki.service.schemas import BoardState
 from pki.service.server import ServiceHandle
 from tests.service.board import Board
-from tests.service.board_driver import OPERATIONS, BoardRun, drive_to
+from tests.service.board_driver import OPERATIONS, STEPS, BoardRun, drive_to
 from tests.service.client import ServiceClient
 from tests.service.conftest import ICA_LABEL, Pki
 from tests.service.firmware_util import cortex_m_firmware
@@ -93,6 +93,25 @@ def test_identity_certificate_cannot_be_reissued_after_lock_or_key_agreement(
         _refused(operator.post(f"/v1/boards/{run.uid}/key-agreement", forged), 422, "bad-board-signature")
         run.agree()
         assert run.state() == "key_agreed"
+
+
+def test_a_client_that_never_reports_cert_written_still_cannot_replace_the_certificate(
+    operator: ServiceClient, admin: ServiceClient, pki_files: Pki
+) -> None:
+    """The issue's run: no step reported at all, key agreed, then a CSR for the attacker's key."""
+    run = BoardRun(operator, admin)
+    for step in (BoardState.REGISTERED, BoardState.CERTIFIED, BoardState.SECURE_BOOT_KEY):
+        STEPS[step](run)
+    STEPS[BoardState.FIRMWARE_SIGNED](run)
+    run.agree()
+    serial = _serial(run)
+    attacker = Board(uid=run.board.uid)
+    _refused(
+        operator.post(f"/v1/boards/{run.uid}/certificate", {"csr_pem": attacker.csr_pem()}),
+        409,
+        "already-certified",
+    )
+    assert _serial(run) == serial and _revocation_reason(pki_files, serial) is None
 
 
 def test_reissue_is_an_audited_admin_operation_with_a_reason(
