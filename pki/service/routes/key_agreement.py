@@ -57,7 +57,7 @@ router = resource_router()
 @router.post(
     "/boards/{uid}/key-agreement",
     response_model=KeyAgreementResponse,
-    responses=problem_responses(401, 403, 404, 409, 422, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
 )
 def key_agreement(
     uid: Uid, body: KeyAgreementRequest, ctx: Ctx, who: Operator, _key: IdempotencyKey = None
@@ -285,7 +285,7 @@ def _confirm(
 @router.post(
     "/boards/{uid}/key-agreement/reset",
     response_model=BoardStatus,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 def reset_key_agreement(
     uid: Uid, body: AdminReason, ctx: Ctx, who: Admin, _key: IdempotencyKey = None

@@ -54,7 +54,7 @@ def sb_answer(uid: str, der: bytes, created: bool) -> SecureBootKey:
 @router.post(
     "/boards/{uid}/secure-boot-key",
     response_model=SecureBootKey,
-    responses=problem_responses(401, 403, 404, 409, 422, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
 )
 def make_secure_boot_key(uid: Uid, ctx: Ctx, who: Operator, _key: IdempotencyKey = None) -> SecureBootKey:
     """Make the board's secure-boot key pair in the HSM (first call) or return its public key."""
@@ -91,7 +91,7 @@ def make_secure_boot_key(uid: Uid, ctx: Ctx, who: Operator, _key: IdempotencyKey
 @router.post(
     "/boards/{uid}/secure-boot-key/import",
     response_model=SecureBootKey,
-    responses=problem_responses(401, 403, 404, 409, 422, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
 )
 def import_secure_boot_key(
     uid: Uid, body: SecureBootKeyImport, ctx: Ctx, who: Operator, _key: IdempotencyKey = None
