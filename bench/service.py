@@ -1,15 +1,17 @@
 """OEM service throughput: board certificates issued per second and p50/p99 latency of
-``POST /v1/boards/{uid}/certificate`` over HTTPS + mutual TLS, with 1 and 8 concurrent clients
-(SoftHSM2 + SQLite, the service in its own process).
+``POST /v1/boards/{uid}/certificate`` over HTTPS + mutual TLS (SoftHSM2, each service in its own
+process): on SQLite with 1 and 8 clients, and with 8 clients on one real PostgreSQL server
+behind 1 and behind 2 ``nusec serve`` processes (clients spread over them; scale-out).
 
 Reference, measured in the same run on the same token: the CA call alone
 (``pki.ca.issue_board_certificate_from_csr`` in-process, no HTTP, no database), i.e. the floor
 the service adds its transport, store and audit costs to.
 
 Usage: python bench/service.py [--boards 60] [--json]
-With --json the last line is one JSON object:
-{"clients_1": {"certs_per_s": X, "p50_ms": X, "p99_ms": X}, "clients_8": {...},
- "reference_in_process": {"certs_per_s": X, "p50_ms": X, "p99_ms": X}}
+With --json the last line is one JSON object: {"sqlite_1proc_1client": {"certs_per_s": X,
+"p50_ms": X, "p99_ms": X}, "sqlite_1proc_8clients": {...}, "postgresql_1proc_8clients": {...},
+"postgresql_2proc_8clients": {...}, "reference_in_process": {...}}. Without the PostgreSQL
+server binaries the PostgreSQL rows are left out (named on stderr).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +36,7 @@ from pki.hsm.softhsm import SoftHsmDir  # noqa: E402
 from pki.service.config import ServiceConfig  # noqa: E402
 from pki.service.credentials import issue_service_credentials  # noqa: E402
 from pki.service.server import run_in_background  # noqa: E402
+from tests.service import pg  # noqa: E402
 from tests.service.board import Board  # noqa: E402
 from tests.service.client import ServiceClient  # noqa: E402
 from tests.service.conftest import make_ca  # noqa: E402
@@ -55,10 +59,10 @@ def _figures(latencies_s: list[float], wall_s: float) -> dict[str, float]:
 
 
 def _run_clients(
-    url: str, creds: tuple[Path, Path, Path], boards: list[Board], clients: int
+    urls: list[str], creds: tuple[Path, Path, Path], boards: list[Board], clients: int
 ) -> dict[str, float]:
     ca, cert, key = creds
-    pools = [ServiceClient(url, ca, cert, key) for _ in range(clients)]
+    pools = [ServiceClient(urls[i % len(urls)], ca, cert, key) for i in range(clients)]
     csrs = {b.uid_hex: b.csr_pem() for b in boards}
     for i, board in enumerate(boards):  # registration is not what is measured
         pools[i % clients].register(board.uid_hex)
@@ -110,7 +114,7 @@ def main() -> None:
 
         (work / "root.pem").write_bytes(root_cert.public_bytes(serialization.Encoding.PEM))
         (work / "ica.pem").write_bytes(ica_cert.public_bytes(serialization.Encoding.PEM))
-        config = ServiceConfig(
+        base = ServiceConfig(
             hsm_uri=f"pkcs11:token={TOKEN};object=ica?module-path={token.module_path}",
             root_cert=work / "root.pem",
             ica_cert=work / "ica.pem",
@@ -119,24 +123,44 @@ def main() -> None:
             db_url=f"sqlite:///{work / 'service.db'}",
             port=0,
         )
+        client_creds = (creds.ca_bundle, creds.operator.cert, creds.operator.key)
         results: dict[str, dict[str, float]] = {}
-        with run_in_background(config, env=token.environ(), migrate=True) as service:
-            client_creds = (creds.ca_bundle, creds.operator.cert, creds.operator.key)
-            for clients in (1, 8):
+
+        def scenario(config: ServiceConfig, processes: int, clients: int, name: str) -> None:
+            services = [
+                run_in_background(config, env=token.environ(), migrate=i == 0) for i in range(processes)
+            ]
+            try:
                 boards = [Board() for _ in range(args.boards)]
-                results[f"clients_{clients}"] = _run_clients(service.url, client_creds, boards, clients)
+                results[name] = _run_clients([s.url for s in services], client_creds, boards, clients)
+            finally:
+                for service in services:
+                    service.stop()
+
+        scenario(base, 1, 1, "sqlite_1proc_1client")
+        scenario(base, 1, 8, "sqlite_1proc_8clients")
+        if pg.available():
+            with pg.throwaway_postgres() as url:
+                scenario(replace(base, db_url=url), 1, 8, "postgresql_1proc_8clients")
+            with pg.throwaway_postgres() as url:
+                scenario(replace(base, db_url=url), 2, 8, "postgresql_2proc_8clients")
+        else:
+            print(f"PostgreSQL rows left out: {pg.MISSING}", file=sys.stderr)
         results["reference_in_process"] = reference
 
-    print(f"{'scenario':34} {'certs/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    print(f"{'scenario':44} {'certs/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
     labels = {
-        "clients_1": "service, 1 client (HTTPS+mTLS)",
-        "clients_8": "service, 8 clients (HTTPS+mTLS)",
+        "sqlite_1proc_1client": "SQLite, 1 process, 1 client",
+        "sqlite_1proc_8clients": "SQLite, 1 process, 8 clients",
+        "postgresql_1proc_8clients": "PostgreSQL, 1 process, 8 clients",
+        "postgresql_2proc_8clients": "PostgreSQL, 2 processes, 8 clients",
         "reference_in_process": "reference: CA call in-process",
     }
     for key, label in labels.items():
-        r = results[key]
-        print(f"{label:34} {r['certs_per_s']:>9} {r['p50_ms']:>9} {r['p99_ms']:>9}")
-    print(f"({args.boards} certificates per service scenario; SoftHSM2 + SQLite; {os.cpu_count()} CPUs)")
+        if key in results:
+            r = results[key]
+            print(f"{label:44} {r['certs_per_s']:>9} {r['p50_ms']:>9} {r['p99_ms']:>9}")
+    print(f"({args.boards} certificates per service scenario; SoftHSM2; HTTPS + mTLS; {os.cpu_count()} CPUs)")
     if args.json:
         print(json.dumps(results))
 

@@ -7,58 +7,28 @@ installed; the SQLite tests cover the same code paths everywhere.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pki.service.server import free_port, run_in_background
+from pki.service.server import run_in_background
+from tests.service import pg
 from tests.service.board import Board
 from tests.service.client import ServiceClient
 from tests.service.conftest import Pki
 from tests.service.firmware_util import cortex_m_firmware, imgtool_verify
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(versions[-1]) if versions else None
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
+    if not pg.available():
         # scripts/bootstrap installs them; under CI a missing server is a failure, not a skip.
-        msg = "PostgreSQL server binaries (initdb, pg_ctl) are not installed (run scripts/bootstrap)"
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    # Not under pytest's tmp dir: that is private to the test user, and the server may run as another.
-    base = Path(tempfile.mkdtemp(prefix="nusec-pg-"))
-    data = base / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(base, "postgres")
-    port = free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
-    options = f"-k {data} -p {port} -h 127.0.0.1 -F"
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(data / "log"), "start"],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=60
-        )
-        shutil.rmtree(base, ignore_errors=True)
+            pytest.fail(pg.MISSING)
+        pytest.skip(pg.MISSING)
+    with pg.throwaway_postgres() as url:
+        yield url
 
 
 def test_service_on_postgresql(postgres_url: str, pki_files: Pki, tmp_path: Path) -> None:

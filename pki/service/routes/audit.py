@@ -28,7 +28,7 @@ router = resource_router()
 def read_audit(
     ctx: Ctx,
     who: Admin,
-    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """Audit rows with seq > ``after``, oldest first (admin only)."""
@@ -58,7 +58,7 @@ def verify_audit(ctx: Ctx, who: Admin) -> AuditVerification:
 def read_checkpoints(
     ctx: Ctx,
     who: Admin,
-    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditCheckpointPage:
     """Signed checkpoints with n > ``after``, oldest first (admin only)."""
