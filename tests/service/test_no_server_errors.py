@@ -91,17 +91,19 @@ def test_step_detail_with_control_characters_is_refused(operator: ServiceClient)
 
 # --- every slug documented -------------------------------------------------------------------------
 
-SLUG_IN_CODE = re.compile(r"""Problem\(\s*\d{3},\s*f?["']([a-z0-9-]+)["']""", re.S)
+#: ``Problem(409, "slug", ...)`` and the batch checks' ``_bad("slug", ...)`` helper.
+SLUG_IN_CODE = re.compile(r"""(?:Problem|_bad)\(\s*(?:\d{3},\s*)?f?["']([a-z0-9-]+)["']""", re.S)
 
 
 def code_slugs() -> set[str]:
-    """Every problem slug the service can answer, read from its source."""
-    slugs: set[str] = set()
+    """Every problem slug the service can answer, read from its source (and the board state
+    table's refusals, which are data)."""
+    from pki.service.board_states import REFUSALS
+
+    slugs: set[str] = set(REFUSALS)
     for path in (REPO / "pki" / "service").rglob("*.py"):
         slugs |= set(SLUG_IN_CODE.findall(path.read_text()))
-    problems = (REPO / "pki" / "service" / "problems.py").read_text()
-    slugs |= set(re.findall(r'Problem\(\d{3}, "([a-z0-9-]+)"', problems))
-    slugs |= {f"http-{status}" for status in (404, 405)}
+    slugs |= {f"http-{status}" for status in (404, 405)}  # problems.py builds these from the status
     return slugs
 
 
