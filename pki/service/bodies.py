@@ -44,9 +44,10 @@ class BodyMiddleware:
         if declared is not None and declared > self.limit:
             await self._too_large(scope, send)
             return
+        chunked = any(k == b"transfer-encoding" for k, _ in scope["headers"])
         async with AsyncExitStack() as stack:
-            if declared is None or declared > self.large:  # chunked bodies may be large too
-                await stack.enter_async_context(self.uploads)
+            if (declared is not None and declared > self.large) or (declared is None and chunked):
+                await stack.enter_async_context(self.uploads)  # a chunked body may be large too
             body = await self._read(receive)
             if body is None:
                 log.info("request aborted: the client disconnected before its body was complete")

@@ -167,3 +167,34 @@ def test_concurrent_maximum_size_uploads_stay_under_the_memory_bound(
     assert statuses == [200] * 16
     bound = upload_memory_bound(MAX_FIRMWARE, DEFAULT_MAX_CONCURRENT_UPLOADS)
     assert growth <= bound, f"peak RSS grew by {growth / 2**20:.1f} MiB; bound {bound / 2**20:.1f} MiB"
+
+
+def test_uploads_in_progress_do_not_hold_up_other_requests(
+    big_service: ServiceHandle, pki_files: Pki
+) -> None:
+    """Both upload slots taken by clients still sending: a GET and a small POST answer at once."""
+    url = urlparse(big_service.url)
+    assert url.hostname is not None and url.port is not None
+    context = tls_context(pki_files.chain_pem, pki_files.operator_cert, pki_files.operator_key)
+    slow = []
+    for _ in range(DEFAULT_MAX_CONCURRENT_UPLOADS):
+        raw = socket.create_connection((url.hostname, url.port), timeout=10)
+        tls = context.wrap_socket(raw, server_hostname=url.hostname)
+        head = (
+            f"POST /v1/boards/{'00' * 12}/firmware HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {MAX_FIRMWARE}\r\n\r\n"
+        )
+        tls.sendall(head.encode() + b"\0" * 1024)  # ... and the rest never comes (yet)
+        slow.append(tls)
+    try:
+        time.sleep(0.5)
+        with ServiceClient(
+            big_service.url, pki_files.chain_pem, pki_files.operator_cert, pki_files.operator_key
+        ) as c:
+            started = time.monotonic()
+            assert c.http.get("/v1/health", timeout=5).status_code == 200
+            assert c.post("/v1/boards", {"uid": Board().uid_hex}).status_code == 201
+            assert time.monotonic() - started < 5
+    finally:
+        for tls in slow:
+            tls.close()
