@@ -12,12 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pki.ca import Issuer, Role
+from pki.service.credentials import ClientCredentials, issue_client_credentials
 from pki.service.schemas import STATE_ORDER, BoardState
 from tests.service.board import Board
 from tests.service.client import ServiceClient
+from tests.service.conftest import ICA_LABEL, Pki
 from tests.service.firmware_util import cortex_m_firmware
 
 
@@ -144,3 +148,18 @@ OPERATIONS: dict[str, Callable[[BoardRun], httpx.Response]] = {
     "report-locked": lambda run: run.report("locked"),
     "report-other": lambda run: run.report("firmware_verified"),
 }
+
+
+def operator_credentials(pki: Pki, name: str) -> ClientCredentials:
+    """Another operator's client certificate (CN ``name``), issued by the test PKI's ICA."""
+    ica_cert = x509.load_pem_x509_certificate(pki.ica_pem.read_bytes())
+    root_cert = x509.load_pem_x509_certificate(pki.root_pem.read_bytes())
+    with pki.token.open_backend() as backend:
+        return issue_client_credentials(
+            Issuer(backend, ICA_LABEL, ica_cert),
+            root_cert,
+            pki.dir / name,
+            name=name,
+            role=Role.OPERATOR,
+            stem=name,
+        )

@@ -5,6 +5,7 @@ no HSM object), while other operators keep their own quota."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from pki.service.db import make_engine, upgrade
 from pki.service.schemas import BoardState
 from pki.service.server import ServiceHandle, run_in_background
-from tests.service.board_driver import BoardRun, drive_to
+from tests.service.board_driver import STEPS, BoardRun, drive_to, operator_credentials
 from tests.service.client import ServiceClient
 from tests.service.conftest import Pki
 
@@ -57,3 +58,25 @@ def test_registrations_and_hsm_keys_are_limited_per_operator(
 
     theirs = drive_to(BoardState.SECURE_BOOT_KEY, admin, admin)  # another caller, its own quota
     assert theirs.state() == "secure_boot_key"
+
+
+def test_concurrent_requests_cannot_overshoot_a_quota(service: ServiceHandle, pki_files: Pki) -> None:
+    """8 registrations and then 4 secure-boot keys at once from one fresh operator: exactly the
+    quota succeeds, and the HSM holds no key for the refused board."""
+    creds = operator_credentials(pki_files, "erin")
+    with ServiceClient(service.url, pki_files.chain_pem, creds.cert, creds.key) as erin:
+        runs = [BoardRun(erin, erin) for _ in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda run: erin.post("/v1/boards", {"uid": run.uid}).status_code, runs))
+        assert sorted(codes) == [201] * 4 + [429] * 4
+        mine = [run for run, code in zip(runs, codes, strict=True) if code == 201]
+        for run in mine:
+            STEPS[BoardState.CERTIFIED](run)
+        with ThreadPoolExecutor(4) as pool:
+            made = list(pool.map(lambda run: run.make_secure_boot_key().status_code, mine))
+        assert sorted(made) == [200] * 3 + [429]
+        refused = mine[made.index(429)]
+        assert erin.http.get(f"/v1/boards/{refused.uid}/secure-boot-key").status_code == 404
+    with pki_files.token.open_backend() as backend:
+        held = [backend.find_ec_keypair(f"nusec-sb-{run.uid.upper()}") is not None for run in mine]
+    assert held == [code == 200 for code in made]

@@ -10,19 +10,16 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pki import store
-from pki.ca import Issuer, Role
-from pki.service.credentials import issue_client_credentials
 from pki.service.db import make_engine, make_sessions
 from pki.service.schemas import BoardState
 from pki.service.server import ServiceHandle
 from tests.service.board import Board
-from tests.service.board_driver import OPERATIONS, STEPS, BoardRun, drive_to
+from tests.service.board_driver import OPERATIONS, STEPS, BoardRun, drive_to, operator_credentials
 from tests.service.client import ServiceClient
-from tests.service.conftest import ICA_LABEL, Pki
+from tests.service.conftest import Pki
 from tests.service.firmware_util import cortex_m_firmware
 from tests.service.test_revoked_client import nusec_pki
 
@@ -41,17 +38,7 @@ def _refused(response: httpx.Response, status: int, slug: str) -> None:
 @pytest.fixture(scope="module")
 def dave(service: ServiceHandle, pki_files: Pki) -> Iterator[ServiceClient]:
     """A second operator, issued by the same ICA."""
-    ica_cert = x509.load_pem_x509_certificate(pki_files.ica_pem.read_bytes())
-    root_cert = x509.load_pem_x509_certificate(pki_files.root_pem.read_bytes())
-    with pki_files.token.open_backend() as backend:
-        creds = issue_client_credentials(
-            Issuer(backend, ICA_LABEL, ica_cert),
-            root_cert,
-            pki_files.dir / "dave",
-            name="dave",
-            role=Role.OPERATOR,
-            stem="dave",
-        )
+    creds = operator_credentials(pki_files, "dave")
     with ServiceClient(service.url, pki_files.chain_pem, creds.cert, creds.key) as client:
         yield client
 

@@ -137,6 +137,7 @@ def _key_agreement(
     try:
         with ctx.write() as session:
             board_for(ctx, session, who, uid, Op.KEY_AGREEMENT)
+            check_quota(ctx, session, who, "HSM keys")  # again, exact: under the append lock
             for old in _pending(session, uid):  # the same operator's earlier, unfinished exchange
                 old.state = "superseded"
             session.add(

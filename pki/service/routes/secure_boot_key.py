@@ -71,20 +71,26 @@ def make_secure_boot_key(uid: Uid, ctx: Ctx, who: Operator, _key: IdempotencyKey
         der = info.public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        with ctx.write() as session:
-            board = board_for(ctx, session, who, uid, Op.SECURE_BOOT_KEY)
-            board.sb_key_label = label
-            board.sb_public_der = der
-            move(board, Op.SECURE_BOOT_KEY)
-            add_step(session, uid, BoardState.SECURE_BOOT_KEY.value, who)
-            audit.append(
-                session,
-                actor=who.name,
-                role=who.role.value,
-                action="secure-boot-key",
-                subject=uid,
-                detail={"label": label, "public_sha256": hashlib.sha256(der).hexdigest()},
-            )
+        try:
+            with ctx.write() as session:
+                board = board_for(ctx, session, who, uid, Op.SECURE_BOOT_KEY)
+                check_quota(ctx, session, who, "HSM keys")  # again, exact: under the append lock
+                board.sb_key_label = label
+                board.sb_public_der = der
+                move(board, Op.SECURE_BOOT_KEY)
+                add_step(session, uid, BoardState.SECURE_BOOT_KEY.value, who)
+                audit.append(
+                    session,
+                    actor=who.name,
+                    role=who.role.value,
+                    action="secure-boot-key",
+                    subject=uid,
+                    detail={"label": label, "public_sha256": hashlib.sha256(der).hexdigest()},
+                )
+        except Problem:
+            if existing is None:  # nothing records the key this call made: it must not stay
+                ctx.backend.destroy_keypair(label)
+            raise
         return sb_answer(uid, der, created=True)
 
 
@@ -147,6 +153,7 @@ def _import_sb_key(
     try:
         with ctx.write() as session:
             board = board_for(ctx, session, who, uid, Op.SECURE_BOOT_KEY)
+            check_quota(ctx, session, who, "HSM keys")  # again, exact: under the append lock
             board.sb_key_label = label
             board.sb_public_der = der
             board.sb_batch_ref = ref.ref
@@ -165,6 +172,10 @@ def _import_sb_key(
                     "index": ref.index,
                 },
             )
+    except Problem:
+        if imported:
+            ctx.backend.destroy_keypair(label)
+        raise
     except IntegrityError:  # another board took the same image between the check and now
         if imported:
             ctx.backend.destroy_keypair(label)
