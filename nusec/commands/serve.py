@@ -24,8 +24,9 @@ Needs (checked before anything starts):
 - --tls-cert, --tls-key: server certificate issued by the ICA (its
   subjectAltName names the listen address) and its PEM key; make them
   with `nusec pki server-cert` (operators: `nusec pki operator-cert`).
-- --db-url: SQLAlchemy URL (default SQLite file; PostgreSQL works).
-  Alembic migrations run to head at every start.
+- --db-url: SQLAlchemy URL (default SQLite file; PostgreSQL for
+  several processes). It must be migrated first: `nusec db upgrade
+  --db-url URL` (the service never migrates on its own).
 
 \b
 Clients: operator certificates issued by the ICA, role 'operator' or
@@ -91,7 +92,31 @@ def command(
             help="Refuse client certificates the service's database has no record of.",
         ),
     ] = False,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    max_concurrent_uploads: Annotated[
+        int, typer.Option("--max-concurrent-uploads", help="Uploads (bodies > 64 KiB) processed at once.")
+    ] = 2,
+    body_timeout: Annotated[
+        float, typer.Option("--body-timeout", help="Seconds a client has to send a whole body (then 408).")
+    ] = 60.0,
+    idempotency_lease: Annotated[
+        float,
+        typer.Option("--idempotency-lease", help="Seconds an in-flight Idempotency-Key is held unrenewed."),
+    ] = 30.0,
+    idempotency_retention: Annotated[
+        float, typer.Option("--idempotency-retention", help="Seconds a stored idempotent answer is kept.")
+    ] = 86400.0,
+    audit_checkpoint_rows: Annotated[
+        int, typer.Option("--audit-checkpoint-rows", help="A signed audit checkpoint every this many rows.")
+    ] = 64,
+    audit_checkpoint_interval: Annotated[
+        float, typer.Option("--audit-checkpoint-interval", help="... and at least every this many seconds.")
+    ] = 60.0,
+    refusals_per_minute: Annotated[
+        int, typer.Option("--refusals-per-minute", help="Refusals audited one by one per client certificate.")
+    ] = 20,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="Log level (tracebacks only at debug).")
+    ] = "info",
 ) -> None:
     from pki.errors import PkiError
     from pki.service.config import ConfigError, ServiceConfig
@@ -111,6 +136,13 @@ def command(
         organization=organization,
         client_revocation_ttl=client_revocation_ttl,
         require_recorded_client_certs=require_recorded_client_certs,
+        max_concurrent_uploads=max_concurrent_uploads,
+        body_timeout=body_timeout,
+        idempotency_lease=idempotency_lease,
+        idempotency_retention=idempotency_retention,
+        audit_checkpoint_rows=audit_checkpoint_rows,
+        audit_checkpoint_interval=audit_checkpoint_interval,
+        refusals_per_minute=refusals_per_minute,
     )
     try:
         serve(config, log_level=log_level)

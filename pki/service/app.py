@@ -55,6 +55,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         limit=ctx.config.max_firmware_bytes + BODY_SLACK,
         large=LARGE_BODY_BYTES,
         max_concurrent_uploads=ctx.config.max_concurrent_uploads,
+        timeout=ctx.config.body_timeout,
     )
     app.add_middleware(ClientRevocationMiddleware, ctx=ctx)  # every request, replays too
     app.add_middleware(RequestMiddleware, ctx=ctx)  # outermost: request id, 500s, refusals audited

@@ -7,10 +7,11 @@ completely first — refusing it (413) once it passes the limit, dropping the re
 when the client disconnects or sends fewer bytes than it declared — and hands the layers below a
 ``receive`` that replays the complete body.
 
-Bodies over ``LARGE_BODY_BYTES`` (firmware uploads) pass one at a time through a semaphore of
+Bodies over ``LARGE_BODY_BYTES`` (firmware uploads) pass through a semaphore of
 ``max_concurrent_uploads`` slots held until the answer is sent, so N concurrent maximum-size
 uploads cost at most ``config.upload_memory_bound`` bytes; the waiting ones are not read, and TCP
-flow control holds their bytes back in the client.
+flow control holds their bytes back in the client. A body must arrive within ``timeout``
+seconds (``408 body-timeout`` then), so slow senders cannot hold the slots for ever.
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ log = logging.getLogger(__name__)
 class BodyMiddleware:
     """ASGI middleware: complete bodies only, at most ``limit`` bytes, large ones capped."""
 
-    def __init__(self, app: ASGIApp, limit: int, large: int, max_concurrent_uploads: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, large: int, max_concurrent_uploads: int, timeout: float
+    ) -> None:
         self.app = app
         self.limit = limit
         self.large = large
         self.uploads = anyio.Semaphore(max_concurrent_uploads)
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +52,15 @@ class BodyMiddleware:
         async with AsyncExitStack() as stack:
             if (declared is not None and declared > self.large) or (declared is None and chunked):
                 await stack.enter_async_context(self.uploads)  # a chunked body may be large too
-            body = await self._read(receive)
+            with anyio.move_on_after(self.timeout) as reading:
+                body = await self._read(receive)
+            if reading.cancelled_caught:
+                log.info("request refused: its body did not arrive within %.0f s", self.timeout)
+                problem = Problem(
+                    408, "body-timeout", "Body too slow", f"the body must arrive within {self.timeout:g} s"
+                )
+                await send_problem(send, scope, problem)
+                return
             if body is None:
                 log.info("request aborted: the client disconnected before its body was complete")
                 return

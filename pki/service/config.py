@@ -25,6 +25,8 @@ MAX_CLIENT_REVOCATION_TTL = 300.0
 LARGE_BODY_BYTES = 64 * 1024
 #: Uploads processed at once; more wait (unread, so TCP flow control holds them back).
 DEFAULT_MAX_CONCURRENT_UPLOADS = 2
+#: Seconds a client has to send a whole body once it started (slow senders would hold a slot).
+DEFAULT_BODY_TIMEOUT = 60.0
 #: Copies of an upload alive at its peak (body, signed image, stored answer, response buffers).
 UPLOAD_COPIES = 12
 #: Seconds an in-progress idempotency record stays claimed without a heartbeat from its worker.
@@ -83,6 +85,7 @@ class ServiceConfig:
     - ``require_recorded_client_certs``: also refuse client certificates the CA store has no
       record of (default off: the TLS chain check already vouches for them).
     - ``max_concurrent_uploads``: bodies over ``LARGE_BODY_BYTES`` processed at once.
+    - ``body_timeout``: seconds a client has to send a whole request body (then 408).
     - ``idempotency_lease``/``idempotency_retention``: seconds an in-progress record is held
       without a heartbeat, and seconds a stored answer is kept.
     - ``audit_checkpoint_rows``/``audit_checkpoint_interval``: a signed audit checkpoint every so
@@ -108,6 +111,7 @@ class ServiceConfig:
     client_revocation_ttl: float = DEFAULT_CLIENT_REVOCATION_TTL
     require_recorded_client_certs: bool = False
     max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     idempotency_lease: float = DEFAULT_IDEMPOTENCY_LEASE
     idempotency_retention: float = DEFAULT_IDEMPOTENCY_RETENTION
     audit_checkpoint_rows: int = DEFAULT_AUDIT_CHECKPOINT_ROWS
@@ -157,6 +161,8 @@ class ServiceConfig:
             )
         if not 1 <= self.max_concurrent_uploads <= 64:
             raise ConfigError("max_concurrent_uploads: must be between 1 and 64")
+        if not 0.5 <= self.body_timeout <= 3600:
+            raise ConfigError("body_timeout: must be between 0.5 and 3600 seconds")
         if not 0.5 <= self.idempotency_lease <= 3600:
             raise ConfigError("idempotency_lease: must be between 0.5 and 3600 seconds")
         if not 1 <= self.idempotency_retention <= 90 * 86400:

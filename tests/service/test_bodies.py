@@ -29,6 +29,7 @@ from tests.service.conftest import Pki
 from tests.service.firmware_util import cortex_m_firmware
 
 MAX_FIRMWARE = 2 * 1024 * 1024
+BODY_TIMEOUT = 4.0
 
 
 def send_cut_short(service_url: str, pki: Pki, head: str, body: bytes, declared: int) -> None:
@@ -107,7 +108,9 @@ def test_json_body_cut_short_registers_nothing_and_the_retry_succeeds(
 def big_service(pki_files: Pki) -> Iterator[ServiceHandle]:
     """A service taking 2 MiB firmware (the production default) on its own database."""
     config = pki_files.config(
-        max_firmware_bytes=MAX_FIRMWARE, db_url=f"sqlite:///{pki_files.dir / 'bodies.db'}"
+        max_firmware_bytes=MAX_FIRMWARE,
+        db_url=f"sqlite:///{pki_files.dir / 'bodies.db'}",
+        body_timeout=BODY_TIMEOUT,
     )
     handle = run_in_background(config, env=pki_files.token.environ(), migrate=True)
     try:
@@ -198,3 +201,42 @@ def test_uploads_in_progress_do_not_hold_up_other_requests(
     finally:
         for tls in slow:
             tls.close()
+
+
+def _answer(tls: ssl.SSLSocket) -> str:
+    """What the server sent before closing (or up to the end of a short answer)."""
+    data = b""
+    while b"}" not in data:
+        chunk = tls.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
+def test_a_sender_too_slow_gets_408_and_frees_its_slot(big_service: ServiceHandle, pki_files: Pki) -> None:
+    url = urlparse(big_service.url)
+    assert url.hostname is not None and url.port is not None
+    context = tls_context(pki_files.chain_pem, pki_files.operator_cert, pki_files.operator_key)
+    slow = []
+    for _ in range(DEFAULT_MAX_CONCURRENT_UPLOADS):
+        tls = context.wrap_socket(
+            socket.create_connection((url.hostname, url.port), timeout=30), server_hostname=url.hostname
+        )
+        head = (
+            f"POST /v1/boards/{'00' * 12}/firmware HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {MAX_FIRMWARE}\r\n\r\n"
+        )
+        tls.sendall(head.encode() + b"\0" * 1024)
+        slow.append(tls)
+    try:
+        answers = [_answer(tls) for tls in slow]  # waits for the timeout
+        assert all(a.startswith("HTTP/1.1 408") and "body-timeout" in a for a in answers), answers
+    finally:
+        for tls in slow:
+            tls.close()
+    with ServiceClient(
+        big_service.url, pki_files.chain_pem, pki_files.operator_cert, pki_files.operator_key
+    ) as c:
+        board = _firmware_ready(c)
+        assert c.sign_firmware(board.uid_hex, cortex_m_firmware(MAX_FIRMWARE // 2)).status_code == 200
