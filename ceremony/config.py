@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +29,8 @@ _LABEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _TOKEN_LABEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"  # noqa: S105 - a pattern, not a secret
 #: Output file names are plain names inside ``outputs.directory`` (no folders, no ``..``).
 _FILE_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: http(s) URLs for CRL distribution points and authority information access.
+_URL_RE = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?$"
 #: Environment variable names (POSIX portable set).
 _ENV_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -62,20 +64,37 @@ class SecretSource(_Strict):
         return f"env:{self.env}" if self.env is not None else f"file:{self.file}"
 
     def read(self, what: str) -> str:
-        """The secret, stripped of one trailing newline; ``ConfigError`` names the source, not the value."""
+        """The secret, checked against the secret-file rules (docs/ceremony.md) now, at run time,
+        so a stray CR or space is refused today and not discovered at restore.
+
+        Rules: a file holds exactly one line (one final LF allowed, nothing after it); no CR
+        anywhere; no space or tab at either end; not empty. An environment variable follows the
+        same rules. ``ConfigError`` names the source and the rule, never the value."""
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None or value == "":
                 raise ConfigError(f"{what}: environment variable {self.env} is not set")
-            return value
-        assert self.file is not None
-        try:
-            text = self.file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{what}: cannot read {self.file}: {exc.strerror}") from None
-        value = text[:-1] if text.endswith("\n") else text
+            where = f"environment variable {self.env}"
+        else:
+            assert self.file is not None
+            try:
+                raw = self.file.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{what}: cannot read {self.file}: {exc.strerror}") from None
+            where = f"file {self.file}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError(f"{what}: {where} is not UTF-8") from None
+            value = text[:-1] if text.endswith("\n") else text
+            if "\n" in value:
+                raise ConfigError(f"{what}: {where} holds more than one line (one line, one final LF)")
         if value == "":
-            raise ConfigError(f"{what}: file {self.file} is empty")
+            raise ConfigError(f"{what}: {where} is empty")
+        if "\r" in value:
+            raise ConfigError(f"{what}: {where} contains a CR (save it with LF line ends)")
+        if value != value.strip(" \t"):
+            raise ConfigError(f"{what}: {where} has a space or tab at its start or end")
         return value
 
 
@@ -86,6 +105,7 @@ class CeremonyInfo(_Strict):
     operator: Annotated[str, Field(min_length=1, max_length=200)]
     witnesses: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)]
 
+    #: Who acknowledges each step at the prompt; default: every witness.
     @field_validator("witnesses")
     @classmethod
     def _witnesses_distinct(cls, value: list[str]) -> list[str]:
@@ -113,11 +133,24 @@ class Subject(_Strict):
 
 
 class CaSection(_Strict):
-    """One CA (root or ICA): its HSM key label, subject and validity."""
+    """One CA (root or ICA): its HSM key label, subject and validity.
+
+    Validity comes from the reviewed file: ``not_before`` (a date, 00:00:00 UTC) and
+    ``validity_days``; the run checks that the machine's clock agrees (``check_clock``)."""
 
     key_label: Annotated[str, Field(pattern=_LABEL_RE)]
     subject: Subject
+    not_before: Annotated[date, Field(strict=False)]
     validity_days: Annotated[int, Field(ge=1, le=36500)]
+    #: URLs relying parties use to find this CA's CRL and its certificate (put into the
+    #: certificates this CA issues).
+    crl_url: Annotated[str, Field(pattern=_URL_RE)] | None = None
+    issuer_url: Annotated[str, Field(pattern=_URL_RE)] | None = None
+
+    def validity(self) -> tuple[datetime, datetime]:
+        """(notBefore, notAfter) in UTC."""
+        start = datetime(self.not_before.year, self.not_before.month, self.not_before.day, tzinfo=UTC)
+        return start, start + timedelta(days=self.validity_days)
 
 
 class BackupSection(_Strict):
@@ -169,11 +202,15 @@ class OutputsSection(_Strict):
 
 
 class CeremonyConfig(_Strict):
-    """The whole ceremony. ``version`` lets a future schema refuse old files explicitly."""
+    """The whole ceremony. ``version`` lets a future schema refuse old files explicitly.
+
+    ``hsm`` is the offline root token; ``issuing_hsm`` the online token the service signs with,
+    where the ICA key is made: the root key never sits on the token the service uses."""
 
     version: Literal[1]
     ceremony: CeremonyInfo
     hsm: HsmSection
+    issuing_hsm: HsmSection
     root: CaSection
     ica: CaSection
     backup: BackupSection
@@ -186,16 +223,61 @@ class CeremonyConfig(_Strict):
             raise ValueError("root.key_label, ica.key_label and backup.kek_label must be distinct")
         if self.ica.validity_days > self.root.validity_days:
             raise ValueError("ica.validity_days must not exceed root.validity_days")
+        if (
+            self.ica.validity()[1] > self.root.validity()[1]
+            or self.ica.validity()[0] < self.root.validity()[0]
+        ):
+            raise ValueError("the ICA's validity must lie inside the root's (not_before, validity_days)")
+        if (self.hsm.module, self.hsm.token_label) == (self.issuing_hsm.module, self.issuing_hsm.token_label):
+            raise ValueError("hsm and issuing_hsm must be different tokens (the root key stays offline)")
         return self
+
+    def duty_conflicts(self) -> list[str]:
+        """People holding two duties that must be separate: the operator may not also witness or
+        hold a share, and a custodian may not witness (allowed only in rehearsal mode)."""
+        people = self.ceremony
+        problems = []
+        if people.operator in people.witnesses:
+            problems.append(f"the operator {people.operator!r} is also a witness")
+        if people.operator in self.backup.custodians:
+            problems.append(f"the operator {people.operator!r} is also a custodian")
+        problems += [
+            f"custodian {c!r} is also a witness" for c in self.backup.custodians if c in people.witnesses
+        ]
+        return problems
 
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A validated config plus what identifies the reviewed file (its SHA-256) in the transcript."""
+    """A validated config plus the reviewed file itself (its text and SHA-256 go in the transcript)."""
 
     config: CeremonyConfig
     source: Path | None
     sha256: str
+    text: str = ""
+
+    def check_duties(self, *, rehearsal: bool) -> None:
+        """``ConfigError`` naming the first duty conflict, unless this is a rehearsal."""
+        problems = self.config.duty_conflicts()
+        if problems and not rehearsal:
+            raise ConfigError(f"{problems[0]} (separate duties; allowed only with --rehearsal)")
+
+
+#: How far the clock may be before a CA's ``not_before`` / after it, for the run to go ahead.
+CLOCK_EARLY = timedelta(days=1)
+CLOCK_LATE = timedelta(days=30)
+
+
+def check_clock(config: CeremonyConfig, now: datetime) -> None:
+    """The machine's clock must agree with the reviewed dates: not more than a day before the
+    root's ``not_before`` (a certificate valid only from tomorrow is a typo or a wrong clock), and
+    not more than 30 days after it (a stale file or a clock reset to an old date)."""
+    start = config.root.validity()[0]
+    if now < start - CLOCK_EARLY or now > start + CLOCK_LATE:
+        raise ConfigError(
+            f"the clock says {now:%Y-%m-%d %H:%M} UTC but root.not_before is {start:%Y-%m-%d}: "
+            "check the clock and the reviewed dates"
+        )
 
 
 def _resolve(value: Path, base: Path) -> Path:
@@ -205,18 +287,23 @@ def _resolve(value: Path, base: Path) -> Path:
 
 def _resolve_paths(config: CeremonyConfig, base: Path) -> CeremonyConfig:
     """Make every path absolute relative to the config file's folder."""
-    hsm = config.hsm.model_copy(
-        update={
-            "module": _resolve(config.hsm.module, base),
-            "user_pin": _resolve_source(config.hsm.user_pin, base),
-            "so_pin": _resolve_source(config.hsm.so_pin, base),
-        }
+    hsm, issuing = (
+        section.model_copy(
+            update={
+                "module": _resolve(section.module, base),
+                "user_pin": _resolve_source(section.user_pin, base),
+                "so_pin": _resolve_source(section.so_pin, base),
+            }
+        )
+        for section in (config.hsm, config.issuing_hsm)
     )
     backup = config.backup
     if backup.passphrase is not None:
         backup = backup.model_copy(update={"passphrase": _resolve_source(backup.passphrase, base)})
     outputs = config.outputs.model_copy(update={"directory": _resolve(config.outputs.directory, base)})
-    return config.model_copy(update={"hsm": hsm, "backup": backup, "outputs": outputs})
+    return config.model_copy(
+        update={"hsm": hsm, "issuing_hsm": issuing, "backup": backup, "outputs": outputs}
+    )
 
 
 def _resolve_source(source: SecretSource, base: Path) -> SecretSource:
@@ -261,7 +348,7 @@ def parse_config(text: str, *, base_dir: Path, source: Path | None = None) -> Lo
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_format_error(exc)}") from None
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return LoadedConfig(config=_resolve_paths(config, base_dir), source=source, sha256=digest)
+    return LoadedConfig(config=_resolve_paths(config, base_dir), source=source, sha256=digest, text=text)
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -286,32 +373,44 @@ version: 1
 
 ceremony:
   name: "NuSec OEM root ceremony {date}"   # free text, recorded in the transcript
-  operator: "Alice Operator"                 # the person at the keyboard
+  operator: "Alice Operator"                 # the person at the keyboard; neither witness nor custodian
   witnesses:                                 # at least one; every transcript line names them
-    - "Bob Witness"
+    - "Bob Witness"                          # a witness holds no share
 
-hsm:
+hsm:                                # the OFFLINE root token: the root key lives here only
   module: {module}   # the PKCS#11 module (shared library)
   token_label: nusec-root                            # the token is found by label (slots move)
   user_pin: {{env: NUSEC_HSM_PIN}}                     # or {{file: /media/pin/user.pin}}
   so_pin: {{env: NUSEC_HSM_SO_PIN}}                    # security officer: marks the backup KEK trusted
 
+issuing_hsm:                        # the ONLINE token `nusec serve` signs with: the ICA key goes here
+  module: {module}
+  token_label: nusec-issuing
+  user_pin: {{env: NUSEC_ISSUING_PIN}}
+  so_pin: {{env: NUSEC_ISSUING_SO_PIN}}
+
 root:
-  key_label: nusec-root-ca          # label of the RootCA key pair inside the token
+  key_label: nusec-root-ca          # label of the RootCA key pair inside the root token
   subject:
     common_name: "NuSec Root CA"
     organization: "Example OEM Ltd"
     country: "TW"
+  not_before: {date}              # 00:00 UTC; the run refuses a clock far from this date
   validity_days: 7300               # 20 years
+  # crl_url: http://pki.example.com/root.crl        # CRL DP put into certificates the root issues
+  # issuer_url: http://pki.example.com/root.cer     # AIA caIssuers in certificates the root issues
 
 ica:
-  key_label: nusec-ica              # label of the ICA key pair inside the token
+  key_label: nusec-ica              # label of the ICA key pair inside the issuing token
   subject:
     common_name: "NuSec Issuing CA 1"
     organization: "Example OEM Ltd"
     organizational_unit: "Programmer PKI"   # optional
     country: "TW"
-  validity_days: 3650               # must not exceed root.validity_days
+  not_before: {date}
+  validity_days: 3650               # must lie inside the root's validity
+  # crl_url: http://pki.example.com/ica.crl
+  # issuer_url: http://pki.example.com/ica.cer
 
 backup:
   custodians:                       # N names, one share each (at most 16)

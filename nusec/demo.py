@@ -5,8 +5,10 @@ TLS, SQLite) -> provision simulated boards through pyocd (online, and one from t
 inspect them. Every artifact lands
 in one work folder and is named in the summary, so it can be checked with OpenSSL and imgtool.
 
-The demo is a rehearsal: its token, PINs and keys are throwaway, and the ICA key the service
-uses sits on the same token the ceremony made (a real OEM moves it to the online HSM).
+The demo is a rehearsal: its tokens, PINs and keys are throwaway. It uses the separate-token
+layout of a real OEM: the ceremony makes the root key on an offline root token and the ICA key on
+an online issuing token; the batch keys, the service and every later stage use the issuing token
+only, and the service refuses a token holding a root key.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def run_demo(
     from nusec.provision.client import TlsConfig
     from nusec.provision.flow import RunOptions, inspect_board, provision_boards
     from pki.ca import Issuer
+    from pki.hsm.roles import refuse_root_token
     from pki.service.config import ServiceConfig
     from pki.service.credentials import issue_service_credentials
     from pki.service.server import run_in_background
@@ -92,11 +95,11 @@ def run_demo(
     workdir = prepare_workdir(workdir)
     summary = DemoSummary(workdir)
 
-    say("1/5 key ceremony (rehearsal token, SoftHSM2)")
+    say("1/5 key ceremony (rehearsal: offline root token + online issuing token, SoftHSM2)")
     cer = run_ceremony(default_rehearsal_config(workdir), rehearsal=True, rehearsal_dir=workdir)
-    token = cer.rehearsal_token
+    token = cer.rehearsal_issuing_token  # the online token: everything below uses it alone
     if token is None:  # pragma: no cover - rehearsal always makes one
-        raise DemoError("ceremony: the rehearsal token is missing")
+        raise DemoError("ceremony: the rehearsal issuing token is missing")
     summary.root_cert, summary.ica_cert, summary.transcript = cer.root_cert, cer.ica_cert, cer.transcript
     env = token.environ()
     os.environ.update(env)  # the PKCS#11 library in this process reads SOFTHSM2_CONF from here
@@ -126,7 +129,8 @@ def run_demo(
     finally:
         backend.close()
 
-    say("3/5 OEM service on 127.0.0.1 (HTTPS, mutual TLS, SQLite)")
+    say("3/5 OEM service on 127.0.0.1 (HTTPS, mutual TLS, SQLite), on the issuing token only")
+    refuse_root_token(str(token.uri(cer.ica_key_label)), cer.root_cert)  # as `nusec serve` does
     config = ServiceConfig(
         hsm_uri=token.uri(cer.ica_key_label),
         root_cert=cer.root_cert,

@@ -78,15 +78,24 @@ def template_cmd(
 @app.command("validate")
 def validate_cmd(
     config: Annotated[Path, typer.Argument(help="The ceremony YAML file.")],
+    rehearsal: Annotated[
+        bool,
+        typer.Option("--rehearsal", help="Allow duty conflicts (one person in two roles): rehearsals only."),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check the YAML file completely (schema, names, outputs folder absent) without touching the HSM."""
-    from ceremony.config import load_config
+    """Check the YAML file completely (schema, names, duties, clock vs dates, outputs folder
+    absent) without touching the HSM."""
+    from datetime import UTC, datetime
+
+    from ceremony.config import check_clock, load_config
     from ceremony.errors import OutputExistsError
 
     with _one_line_errors(json_out):
         loaded = load_config(config)
         cfg = loaded.config
+        loaded.check_duties(rehearsal=rehearsal)
+        check_clock(cfg, datetime.now(UTC))
         if cfg.outputs.directory.exists():
             raise OutputExistsError(
                 f"output folder {cfg.outputs.directory} already exists; the run would refuse"
@@ -96,7 +105,9 @@ def validate_cmd(
         "config": str(config),
         "config_sha256": loaded.sha256,
         "token_label": cfg.hsm.token_label,
+        "issuing_token_label": cfg.issuing_hsm.token_label,
         "module": str(cfg.hsm.module),
+        "duty_conflicts": cfg.duty_conflicts(),
         "root_key_label": cfg.root.key_label,
         "ica_key_label": cfg.ica.key_label,
         "custodians": len(cfg.backup.custodians),
@@ -141,13 +152,27 @@ def run_cmd(
     ] = None,
     reuse: Annotated[
         bool,
-        typer.Option("--reuse", help="Use CA keys that already exist on the token (after an interruption)."),
+        typer.Option(
+            "--reuse",
+            help="Take back the keys of this config's own interrupted run (checked against its journal).",
+        ),
     ] = False,
+    witness_acks: Annotated[
+        str | None,
+        typer.Option(
+            "--witness-acks",
+            help="Witnesses confirm each step with their initials: '-' prompts on the terminal; a FILE"
+            " supplies the answers one per line, in prompt order (scripted rehearsals).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the ceremony: keys, certificates, chain, custodian backup, signed transcript."""
+    """Run the ceremony: keys, certificates, chain, custodian backup, signed transcript.
+
+    Example: nusec ceremony run ceremony.yaml --witness-acks -
+    """
     from ceremony.config import load_config
-    from ceremony.run import run_ceremony
+    from ceremony.run import fingerprint_lines, run_ceremony
 
     if rehearsal_dir is not None and not rehearsal:
         fail("--rehearsal-dir needs --rehearsal", json_out)
@@ -159,6 +184,7 @@ def run_cmd(
             reuse=reuse,
             rehearsal_dir=rehearsal_dir,
             show_share=_print_share,
+            acknowledge=_witness_prompt(loaded.config.ceremony.witnesses, witness_acks, json_out),
             say=_say(json_out),
         )
     if json_out:
@@ -166,8 +192,61 @@ def run_cmd(
     else:
         kind = "rehearsal" if rehearsal else "ceremony"
         typer.echo(f"{kind} complete: outputs in {result.output_dir}")
-        typer.echo(f"root certificate SHA-256: {result.root_cert_sha256}")
+        for line in fingerprint_lines(result.root_spki_sha256, result.root_cert_sha256):
+            typer.echo(line)
         typer.echo(f"verify with: nusec ceremony verify {result.transcript}")
+
+
+#: What the witnesses are shown before they confirm a step.
+_SHOWN = (
+    "label",
+    "token_label",
+    "spki_sha256",
+    "cert_sha256",
+    "kek_check",
+    "config_sha256",
+    "root_spki_sha256",
+)
+
+
+def _witness_prompt(
+    witnesses: list[str], source: str | None, json_out: bool
+) -> Callable[[str, Any], dict[str, str]] | None:
+    """The run's ``acknowledge`` callback: each witness types their initials per step, at the
+    terminal (``-``) or from a file of answers (one per line, in prompt order)."""
+    import re
+
+    from ceremony.errors import CeremonyError
+
+    if source is None:
+        return None
+    if source == "-":
+        answers = None
+    else:
+        try:
+            answers = iter(Path(source).read_text(encoding="utf-8").splitlines())
+        except OSError as exc:
+            fail(f"--witness-acks {source}: {exc.strerror}", json_out)
+
+    def acknowledge(step: str, shown: Any) -> dict[str, str]:
+        facts = ", ".join(f"{k} {shown[k]}" for k in _SHOWN if isinstance(shown.get(k), str))
+        typer.echo(f"--- step '{step}' done: {facts or 'see above'}", err=True)
+        acks: dict[str, str] = {}
+        for name in witnesses:
+            prompt = f"{name}, type your initials to confirm step '{step}': "
+            if answers is None:
+                answer = input(prompt)
+            else:
+                typer.echo(prompt, err=True, nl=False)
+                answer = next(answers, "")
+                typer.echo(answer, err=True)
+            answer = answer.strip()
+            if not re.fullmatch(r"[A-Za-z][A-Za-z.-]{0,7}", answer):
+                raise CeremonyError(f"witness {name!r} did not acknowledge step '{step}' (initials expected)")
+            acks[name] = answer
+        return acks
+
+    return acknowledge
 
 
 @app.command("verify")
@@ -182,6 +261,7 @@ def verify_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Check the transcript's hash chain, the root key's closing signature, and the outputs on disk."""
+    from ceremony.run import fingerprint_lines
     from ceremony.transcript import verify_transcript
 
     with _one_line_errors(json_out):
@@ -194,9 +274,12 @@ def verify_cmd(
             f"ok: {report.kind} transcript{rehearsal}, {report.lines} lines, chain and signature valid, "
             f"{len(report.outputs_checked)} outputs match"
         )
-        typer.echo(f"signed by root key SPKI SHA-256 {report.signer_spki_sha256}")
+        for line in fingerprint_lines(report.signer_spki_sha256, report.root_cert_sha256):
+            typer.echo(line)
         if root_cert is None:
-            typer.echo("compare that fingerprint with the one the witnesses recorded (or pass --root-cert)")
+            typer.echo(
+                "compare these fingerprints with the ones the witnesses recorded (or pass --root-cert)"
+            )
 
 
 @app.command("restore")
