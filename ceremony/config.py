@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -36,6 +36,8 @@ _ENV_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 SOFTHSM2_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
+
+_M = TypeVar("_M", bound=BaseModel)
 
 #: YAML gives strings; a path field accepts them (strict mode would want a ``Path`` object).
 LaxPath = Annotated[Path, Field(strict=False)]
@@ -208,6 +210,7 @@ class CeremonyConfig(_Strict):
     where the ICA key is made: the root key never sits on the token the service uses."""
 
     version: Literal[1]
+    type: Literal["root"] = "root"
     ceremony: CeremonyInfo
     hsm: HsmSection
     issuing_hsm: HsmSection
@@ -233,18 +236,26 @@ class CeremonyConfig(_Strict):
         return self
 
     def duty_conflicts(self) -> list[str]:
-        """People holding two duties that must be separate: the operator may not also witness or
-        hold a share, and a custodian may not witness (allowed only in rehearsal mode)."""
-        people = self.ceremony
-        problems = []
-        if people.operator in people.witnesses:
-            problems.append(f"the operator {people.operator!r} is also a witness")
-        if people.operator in self.backup.custodians:
-            problems.append(f"the operator {people.operator!r} is also a custodian")
-        problems += [
-            f"custodian {c!r} is also a witness" for c in self.backup.custodians if c in people.witnesses
-        ]
-        return problems
+        """People holding two duties that must be separate (allowed only in rehearsal mode)."""
+        return duty_conflicts(self.ceremony, self.backup.custodians)
+
+
+def duty_conflicts(people: CeremonyInfo, custodians: list[str]) -> list[str]:
+    """The operator may not also witness or hold a share, and a custodian may not witness."""
+    problems = []
+    if people.operator in people.witnesses:
+        problems.append(f"the operator {people.operator!r} is also a witness")
+    if people.operator in custodians:
+        problems.append(f"the operator {people.operator!r} is also a custodian")
+    problems += [f"custodian {c!r} is also a witness" for c in custodians if c in people.witnesses]
+    return problems
+
+
+def check_duties(people: CeremonyInfo, custodians: list[str], *, rehearsal: bool) -> None:
+    """``ConfigError`` naming the first duty conflict, unless this is a rehearsal."""
+    problems = duty_conflicts(people, custodians)
+    if problems and not rehearsal:
+        raise ConfigError(f"{problems[0]} (separate duties; allowed only with --rehearsal)")
 
 
 @dataclass(frozen=True)
@@ -258,9 +269,7 @@ class LoadedConfig:
 
     def check_duties(self, *, rehearsal: bool) -> None:
         """``ConfigError`` naming the first duty conflict, unless this is a rehearsal."""
-        problems = self.config.duty_conflicts()
-        if problems and not rehearsal:
-            raise ConfigError(f"{problems[0]} (separate duties; allowed only with --rehearsal)")
+        check_duties(self.config.ceremony, self.config.backup.custodians, rehearsal=rehearsal)
 
 
 #: How far the clock may be before a CA's ``not_before`` / after it, for the run to go ahead.
@@ -272,10 +281,14 @@ def check_clock(config: CeremonyConfig, now: datetime) -> None:
     """The machine's clock must agree with the reviewed dates: not more than a day before the
     root's ``not_before`` (a certificate valid only from tomorrow is a typo or a wrong clock), and
     not more than 30 days after it (a stale file or a clock reset to an old date)."""
-    start = config.root.validity()[0]
+    check_clock_near(config.root.validity()[0], now, "root.not_before")
+
+
+def check_clock_near(start: datetime, now: datetime, field_name: str) -> None:
+    """``check_clock`` for any reviewed start date (``field_name`` names it in the error)."""
     if now < start - CLOCK_EARLY or now > start + CLOCK_LATE:
         raise ConfigError(
-            f"the clock says {now:%Y-%m-%d %H:%M} UTC but root.not_before is {start:%Y-%m-%d}: "
+            f"the clock says {now:%Y-%m-%d %H:%M} UTC but {field_name} is {start:%Y-%m-%d}: "
             "check the clock and the reviewed dates"
         )
 
@@ -283,33 +296,6 @@ def check_clock(config: CeremonyConfig, now: datetime) -> None:
 def _resolve(value: Path, base: Path) -> Path:
     value = value.expanduser()
     return value if value.is_absolute() else (base / value)
-
-
-def _resolve_paths(config: CeremonyConfig, base: Path) -> CeremonyConfig:
-    """Make every path absolute relative to the config file's folder."""
-    hsm, issuing = (
-        section.model_copy(
-            update={
-                "module": _resolve(section.module, base),
-                "user_pin": _resolve_source(section.user_pin, base),
-                "so_pin": _resolve_source(section.so_pin, base),
-            }
-        )
-        for section in (config.hsm, config.issuing_hsm)
-    )
-    backup = config.backup
-    if backup.passphrase is not None:
-        backup = backup.model_copy(update={"passphrase": _resolve_source(backup.passphrase, base)})
-    outputs = config.outputs.model_copy(update={"directory": _resolve(config.outputs.directory, base)})
-    return config.model_copy(
-        update={"hsm": hsm, "issuing_hsm": issuing, "backup": backup, "outputs": outputs}
-    )
-
-
-def _resolve_source(source: SecretSource, base: Path) -> SecretSource:
-    if source.file is None:
-        return source
-    return source.model_copy(update={"file": _resolve(source.file, base)})
 
 
 def _format_error(err: ValidationError) -> str:
@@ -329,11 +315,8 @@ def _format_error(err: ValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def parse_config(text: str, *, base_dir: Path, source: Path | None = None) -> LoadedConfig:
-    """Validate YAML text completely; ``ConfigError`` (one line) on the first problem."""
-    import hashlib
-
-    where = str(source) if source is not None else "config"
+def read_yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    """The top-level YAML mapping of a ceremony file; ``ConfigError`` (one line) otherwise."""
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -343,12 +326,38 @@ def parse_config(text: str, *, base_dir: Path, source: Path | None = None) -> Lo
         raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a YAML mapping at the top level")
+    return data
+
+
+def validate_model(model: type[_M], data: dict[str, Any], where: str) -> _M:
+    """``model.model_validate(data)`` with the first problem as one ``ConfigError`` line."""
     try:
-        config = CeremonyConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_format_error(exc)}") from None
+
+
+def resolve_paths(value: _M, base: Path) -> _M:
+    """Every ``Path`` field (nested sections and secret sources included) made absolute
+    relative to ``base``, the config file's folder."""
+    update: dict[str, Any] = {}
+    for name in type(value).model_fields:
+        item = getattr(value, name)
+        if isinstance(item, Path):
+            update[name] = _resolve(item, base)
+        elif isinstance(item, BaseModel):
+            update[name] = resolve_paths(item, base)
+    return value.model_copy(update=update) if update else value
+
+
+def parse_config(text: str, *, base_dir: Path, source: Path | None = None) -> LoadedConfig:
+    """Validate YAML text completely; ``ConfigError`` (one line) on the first problem."""
+    import hashlib
+
+    where = str(source) if source is not None else "config"
+    config = validate_model(CeremonyConfig, read_yaml_mapping(text, where), where)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return LoadedConfig(config=_resolve_paths(config, base_dir), source=source, sha256=digest, text=text)
+    return LoadedConfig(config=resolve_paths(config, base_dir), source=source, sha256=digest, text=text)
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -370,6 +379,7 @@ TEMPLATE = """\
 # Relative paths are relative to this file's folder. Secrets are never written here: PINs and
 # the passphrase are named by source (an environment variable or a file), never by value.
 version: 1
+type: root                          # root | intermediate | crl | batch-keys (`template --type`)
 
 ceremony:
   name: "NuSec OEM root ceremony {date}"   # free text, recorded in the transcript

@@ -131,9 +131,12 @@ def environment() -> dict[str, Any]:
     }
 
 
-def fingerprint_lines(root_spki_sha256: str, root_cert_sha256: str | None) -> list[str]:
-    """The fingerprints the witnesses write down; ``run`` and ``verify`` print these same lines."""
-    lines = [f"root key SPKI SHA-256:   {root_spki_sha256}"]
+def fingerprint_lines(
+    root_spki_sha256: str, root_cert_sha256: str | None, signer: str = "root key"
+) -> list[str]:
+    """The fingerprints the witnesses write down; ``run`` and ``verify`` print these same lines
+    (``signer``: what signed the transcript; the seal signer for a batch-keys ceremony)."""
+    lines = [f"{signer} SPKI SHA-256:   {root_spki_sha256}"]
     if root_cert_sha256 is not None:
         lines.append(f"root certificate SHA-256: {root_cert_sha256}")
     return lines
@@ -627,7 +630,8 @@ def _make_key(
     return info
 
 
-def _issuer(hsm: Pkcs11Backend, ca: CaSection, cert: x509.Certificate) -> Issuer:
+def _issuer(hsm: Pkcs11Backend, ca: CaSection | Any, cert: x509.Certificate) -> Issuer:
+    """The CA ``ca`` (anything with ``key_label``, ``crl_url``, ``issuer_url``) as an ``Issuer``."""
     return Issuer(hsm, ca.key_label, cert, crl_url=ca.crl_url, issuer_url=ca.issuer_url).check()
 
 

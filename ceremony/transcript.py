@@ -231,6 +231,8 @@ def verify_transcript(
         # never taken from the closing line, which the signer itself writes.
         if obj.get("step") == "root_key" and isinstance(data.get("spki_sha256"), str):
             recorded_spki = data["spki_sha256"]
+        if data.get("transcript_signer") is True and isinstance(data.get("spki_sha256"), str):
+            recorded_spki = data["spki_sha256"]  # a ceremony without a root key (batch-keys)
         if n == 1 and isinstance(data.get("root_spki_sha256"), str):
             recorded_spki = data["root_spki_sha256"]
         if n == 1 and isinstance(data.get("root_cert_sha256"), str):

@@ -60,11 +60,19 @@ def template_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this new file instead of stdout.")
     ] = None,
+    kind: Annotated[
+        str,
+        typer.Option("--type", help="root | intermediate | crl | batch-keys (restore uses the root file)."),
+    ] = "root",
 ) -> None:
-    """Print a commented example config (it validates as-is; edit names, labels and outputs)."""
-    from ceremony.config import template
+    """Print a commented example config of a ceremony type (it validates as-is).
 
-    text = template()
+    Example: nusec ceremony template --type intermediate -o ica-2.yaml
+    """
+    from ceremony.kinds import template
+
+    with _one_line_errors(False):
+        text = template(kind)
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -88,40 +96,60 @@ def validate_cmd(
     absent) without touching the HSM."""
     from datetime import UTC, datetime
 
-    from ceremony.config import check_clock, load_config
+    from ceremony.config import check_clock, check_clock_near, check_duties
     from ceremony.errors import OutputExistsError
+    from ceremony.kinds import load
 
     with _one_line_errors(json_out):
-        loaded = load_config(config)
-        cfg = loaded.config
-        loaded.check_duties(rehearsal=rehearsal)
-        check_clock(cfg, datetime.now(UTC))
+        any_loaded = load(config)
+        cfg = any_loaded.config
+        if any_loaded.type == "root":
+            any_loaded.loaded.check_duties(rehearsal=rehearsal)
+            check_clock(cfg, datetime.now(UTC))
+        else:
+            check_duties(cfg.ceremony, [], rehearsal=rehearsal)
+            if any_loaded.type == "intermediate":
+                check_clock_near(cfg.ica.validity()[0], datetime.now(UTC), "ica.not_before")
+            if any_loaded.type == "crl":
+                check_clock_near(cfg.crl.dates()[0], datetime.now(UTC), "crl.this_update")
         if cfg.outputs.directory.exists():
             raise OutputExistsError(
                 f"output folder {cfg.outputs.directory} already exists; the run would refuse"
             )
-    summary = {
+    summary: dict[str, Any] = {
         "ok": True,
+        "type": any_loaded.type,
         "config": str(config),
-        "config_sha256": loaded.sha256,
-        "token_label": cfg.hsm.token_label,
-        "issuing_token_label": cfg.issuing_hsm.token_label,
-        "module": str(cfg.hsm.module),
-        "duty_conflicts": cfg.duty_conflicts(),
-        "root_key_label": cfg.root.key_label,
-        "ica_key_label": cfg.ica.key_label,
-        "custodians": len(cfg.backup.custodians),
-        "threshold": cfg.backup.threshold,
+        "config_sha256": any_loaded.loaded.sha256,
         "outputs": str(cfg.outputs.directory),
     }
+    if any_loaded.type == "root":
+        summary.update(
+            {
+                "token_label": cfg.hsm.token_label,
+                "issuing_token_label": cfg.issuing_hsm.token_label,
+                "module": str(cfg.hsm.module),
+                "duty_conflicts": cfg.duty_conflicts(),
+                "root_key_label": cfg.root.key_label,
+                "ica_key_label": cfg.ica.key_label,
+                "custodians": len(cfg.backup.custodians),
+                "threshold": cfg.backup.threshold,
+            }
+        )
     if json_out:
         typer.echo(json.dumps(summary))
-    else:
+    elif any_loaded.type == "root":
         typer.echo(
-            f"ok: {config} (sha256 {loaded.sha256[:16]}...): token '{cfg.hsm.token_label}', "
+            f"ok: {config} (sha256 {any_loaded.loaded.sha256[:16]}...): root token '{cfg.hsm.token_label}', "
+            f"issuing token '{cfg.issuing_hsm.token_label}', "
             f"keys '{cfg.root.key_label}'/'{cfg.ica.key_label}', "
             f"{cfg.backup.threshold}-of-{len(cfg.backup.custodians)} shares, "
             f"outputs -> {cfg.outputs.directory}"
+        )
+    else:
+        typer.echo(
+            f"ok: {any_loaded.type} ceremony {config} (sha256 {any_loaded.loaded.sha256[:16]}...),"
+            f" outputs -> {cfg.outputs.directory}"
         )
 
 
@@ -171,22 +199,45 @@ def run_cmd(
 
     Example: nusec ceremony run ceremony.yaml --witness-acks -
     """
-    from ceremony.config import load_config
+    from ceremony import batch_keys, crl, intermediate
+    from ceremony.kinds import load
     from ceremony.run import fingerprint_lines, run_ceremony
 
     if rehearsal_dir is not None and not rehearsal:
         fail("--rehearsal-dir needs --rehearsal", json_out)
     with _one_line_errors(json_out):
-        loaded = load_config(config)
-        result = run_ceremony(
-            loaded,
-            rehearsal=rehearsal,
-            reuse=reuse,
-            rehearsal_dir=rehearsal_dir,
-            show_share=_print_share,
-            acknowledge=_witness_prompt(loaded.config.ceremony.witnesses, witness_acks, json_out),
-            say=_say(json_out),
-        )
+        any_loaded = load(config)
+        other: Any = None
+        if any_loaded.type == "intermediate":
+            other = intermediate.run(
+                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
+            )
+        elif any_loaded.type == "crl":
+            other = crl.run(
+                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
+            )
+        elif any_loaded.type == "batch-keys":
+            other = batch_keys.run(
+                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
+            )
+        else:
+            loaded = any_loaded.loaded
+            result = run_ceremony(
+                loaded,
+                rehearsal=rehearsal,
+                reuse=reuse,
+                rehearsal_dir=rehearsal_dir,
+                show_share=_print_share,
+                acknowledge=_witness_prompt(loaded.config.ceremony.witnesses, witness_acks, json_out),
+                say=_say(json_out),
+            )
+    if other is not None:
+        if json_out:
+            typer.echo(json.dumps({"ok": True, "type": any_loaded.type, **other.as_dict()}))
+        else:
+            typer.echo(f"{any_loaded.type} ceremony complete: outputs in {other.output_dir}")
+            typer.echo(f"verify with: nusec ceremony verify {other.transcript}")
+        return
     if json_out:
         typer.echo(json.dumps({"ok": True, **result.as_dict()}))
     else:
@@ -274,7 +325,8 @@ def verify_cmd(
             f"ok: {report.kind} transcript{rehearsal}, {report.lines} lines, chain and signature valid, "
             f"{len(report.outputs_checked)} outputs match"
         )
-        for line in fingerprint_lines(report.signer_spki_sha256, report.root_cert_sha256):
+        signer = "seal signer" if report.kind == "batch-keys" else "root key"
+        for line in fingerprint_lines(report.signer_spki_sha256, report.root_cert_sha256, signer):
             typer.echo(line)
         if root_cert is None:
             typer.echo(
