@@ -41,6 +41,7 @@ from ceremony.run import _key_record, _make_key, environment, refuse_finished, t
 from ceremony.summary import fields_as_dict
 from ceremony.transcript import spki_sha256
 from pki.hsm import KeyPolicy
+from pki.hsm.preflight import require as require_role
 from pki.hsm.roles import write_ceremony_record
 
 #: What the batch KEK must read back as.
@@ -158,6 +159,7 @@ def run(
         ) as tokens,
     ):
         hsm = tokens.open["issuing"]
+        require_role(hsm, "batch")
         refuse_finished(hsm, labels)
         taken = [label for label in labels if label in hsm.list_labels()]
         if taken:

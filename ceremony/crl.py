@@ -48,6 +48,7 @@ from ceremony.summary import fields_as_dict
 from ceremony.transcript import sha256_hex, spki_sha256
 from pki.ca import Issuer
 from pki.ca.crl import RevokedEntry, issue_crl
+from pki.hsm.preflight import require as require_role
 
 _REASONS = Literal[
     "unspecified",
@@ -185,6 +186,7 @@ def run(
         ) as tokens,
     ):
         hsm = tokens.open["root"]
+        require_role(hsm, "root")
         key_matches(hsm, config.root.key_label, root_pub, "root")
         with staged_transcript(plan, config.ceremony) as transcript:
             transcript.append(

@@ -65,6 +65,7 @@ from ceremony.summary import fields_as_dict
 from ceremony.transcript import spki_sha256
 from pki.ca import issue_ica_certificate
 from pki.hsm import KeyPolicy
+from pki.hsm.preflight import require as require_role
 from pki.hsm.roles import write_ceremony_record
 
 
@@ -197,6 +198,8 @@ def run(
         ) as tokens,
     ):
         root_hsm, issuing_hsm = tokens.open["root"], tokens.open["issuing"]
+        require_role(root_hsm, "root")
+        require_role(issuing_hsm, "issuing")
         key_matches(root_hsm, config.root.key_label, root_pub, "root")
         refuse_finished(issuing_hsm, [config.ica.key_label])
         if issuing_hsm.find_ec_keypair(config.ica.key_label) is not None:

@@ -53,6 +53,7 @@ from ceremony.transcript import TranscriptWriter, spki_sha256
 from pki.ca import Issuer, create_root_certificate, issue_ica_certificate
 from pki.hsm import KeyPairInfo, KeyPolicy
 from pki.hsm.pkcs11 import Pkcs11Backend
+from pki.hsm.preflight import require as require_role
 from pki.hsm.roles import ROOT, ceremony_records, write_ceremony_record
 
 #: Shown to custodians in ``delivery: print`` mode: (share, total, threshold, kek check value).
@@ -340,7 +341,8 @@ def run_ceremony(
 
     # Lock the outputs' folder, then open and log in: wrong PIN / missing token stop here.
     with out.exclusive(plan), open_token(root_token) as root_hsm, open_token(issuing_token) as issuing_hsm:
-        for hsm in (root_hsm, issuing_hsm):
+        for hsm, role in ((root_hsm, "root"), (issuing_hsm, "issuing")):
+            require_role(hsm, role)  # the module can do what the role needs, before any write
             refuse_finished(hsm, labels)
         journal, earlier = Journal.resume_or_start(
             journal_path(plan.final_dir), kind="ceremony", config_sha256=loaded.sha256

@@ -107,7 +107,7 @@ def run_demo(
     from nusec.provision.flow import RunOptions, inspect_board, provision_boards
     from pki.ca import Issuer
     from pki.ca.crl import issue_crl
-    from pki.hsm.roles import refuse_root_token
+    from pki.hsm.roles import check_service_token
     from pki.service.config import ServiceConfig
     from pki.service.credentials import issue_service_credentials
     from pki.service.server import run_in_background
@@ -167,7 +167,7 @@ def run_demo(
         backend.close()
 
     say("3/5 OEM service on 127.0.0.1 (HTTPS, mutual TLS, SQLite), on the issuing token only")
-    refuse_root_token(str(token.uri(ica2.ica_key_label)), cer.root_cert)  # as `nusec serve` does
+    check_service_token(str(token.uri(ica2.ica_key_label)), cer.root_cert)  # as `nusec serve` does
     config = ServiceConfig(
         hsm_uri=token.uri(ica2.ica_key_label),
         root_cert=cer.root_cert,

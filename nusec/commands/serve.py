@@ -94,7 +94,7 @@ def command(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     from pki.errors import PkiError
-    from pki.hsm.roles import refuse_root_token
+    from pki.hsm.roles import check_service_token
     from pki.service.config import ConfigError, ServiceConfig
     from pki.service.server import serve
 
@@ -115,7 +115,7 @@ def command(
     )
     try:
         config.validate()
-        refuse_root_token(hsm_uri, root_cert)  # the root key stays offline (docs/ceremony.md)
+        check_service_token(hsm_uri, root_cert)  # the root key stays offline (docs/ceremony.md)
         serve(config, log_level=log_level)
     except (ConfigError, PkiError) as exc:
         typer.echo(f"nusec serve: {exc}", err=True)

@@ -342,6 +342,11 @@ class Pkcs11Backend:
         self.token_label = token_label
         self._finalizer = weakref.finalize(self, Pkcs11Backend._release, shared)
 
+    @property
+    def has_so_pin(self) -> bool:
+        """Whether this backend was given the security-officer PIN (trusted KEKs need it)."""
+        return bool(self._so_pin)
+
     @classmethod
     def from_uri(cls, uri: str | Pkcs11Uri) -> Pkcs11Backend:
         """Open the token named by a ``pkcs11:`` URI; PIN from ``pin-source`` or the environment,
@@ -501,7 +506,12 @@ class Pkcs11Backend:
                     store=True, label=label, id=key_id, public_template=public, private_template=private
                 )
                 return pair
-            except (p11e.TemplateInconsistent, p11e.AttributeValueInvalid, p11e.AttributeTypeInvalid):
+            except (
+                p11e.TemplateInconsistent,
+                p11e.AttributeValueInvalid,
+                p11e.AttributeTypeInvalid,
+                p11e.GeneralError,  # tpm2-pkcs11: "User specified and TPM specified attr mismatch"
+            ):
                 if not tight:
                     raise
         raise HsmError(f"{what}: unreachable")  # pragma: no cover

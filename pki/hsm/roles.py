@@ -123,10 +123,13 @@ def refuse_root_key_online(backend: Pkcs11Backend, root_public_key: ec.EllipticC
         )
 
 
-def refuse_root_token(hsm_uri: str, root_cert: Path) -> None:
-    """Before the online service starts: open the token ``hsm_uri`` names and refuse it
-    (``RootKeyOnlineError``) if it holds a key recorded as a root key or the key of ``root_cert``."""
+def check_service_token(hsm_uri: str, root_cert: Path) -> None:
+    """Before the online service starts: open the token ``hsm_uri`` names, run the ``service``
+    preflight (``pki.hsm.preflight``), and refuse the token (``RootKeyOnlineError``) if it holds
+    a key recorded as a root key or the key of ``root_cert``. Each failure is one line."""
     from cryptography import x509
+
+    from pki.hsm.preflight import require
 
     try:
         cert = x509.load_pem_x509_certificate(root_cert.read_bytes())
@@ -135,3 +138,4 @@ def refuse_root_token(hsm_uri: str, root_cert: Path) -> None:
     key = cert.public_key()
     with Pkcs11Backend.from_uri(hsm_uri) as backend:
         refuse_root_key_online(backend, key if isinstance(key, ec.EllipticCurvePublicKey) else None)
+        require(backend, "service")

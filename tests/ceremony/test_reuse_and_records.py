@@ -232,7 +232,7 @@ def test_serve_refuses_the_root_token_and_runs_on_the_issuing_token_only(
     tmp_path: Path,
 ) -> None:
     """Defect 5: README ran `nusec serve` on the ceremony's token, putting the root key online."""
-    from pki.hsm.roles import RootKeyOnlineError, refuse_root_token, root_keys_on_token
+    from pki.hsm.roles import RootKeyOnlineError, check_service_token, root_keys_on_token
 
     token = softhsm.init_token("oem-root")
     result = run_ceremony(load_config(write_config(tmp_path, token)))
@@ -241,8 +241,8 @@ def test_serve_refuses_the_root_token_and_runs_on_the_issuing_token_only(
     pin_file = tmp_path / "user.pin"
     root_uri = f"pkcs11:token=oem-root;object=nusec-root-ca?pin-source=file:{pin_file}"
     with pytest.raises(RootKeyOnlineError, match="holds root key 'nusec-root-ca'"):
-        refuse_root_token(root_uri, result.root_cert)
-    refuse_root_token(
+        check_service_token(root_uri, result.root_cert)
+    check_service_token(
         f"pkcs11:token=oem-root-iss?pin-source=file:{tmp_path / 'issuing-user.pin'}", result.root_cert
     )
     with token.open_backend() as backend:  # recorded as a root key by the ceremony, even without the cert
