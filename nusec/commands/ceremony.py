@@ -334,6 +334,26 @@ def verify_cmd(
             )
 
 
+@app.command("report")
+def report_cmd(
+    transcript: Annotated[Path, typer.Argument(help="A ceremony transcript (.jsonl) that verifies.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The new HTML file to write.")],
+    root_cert: Annotated[
+        Path | None, typer.Option("--root-cert", help="Pin the signer to this root certificate (PEM).")
+    ] = None,
+) -> None:
+    """Write the printable report (HTML): fingerprints, steps, acknowledgements, signature lines.
+
+    Example: nusec ceremony report ceremony-out/transcript.jsonl -o report.html
+    """
+    from ceremony.outputs import write_atomic
+    from ceremony.report import render_report
+
+    with _one_line_errors(False):
+        write_atomic(output, render_report(transcript, root_cert=root_cert).encode("utf-8"))
+    typer.echo(f"wrote {output}")
+
+
 @app.command("restore")
 def restore_cmd(
     config: Annotated[Path, typer.Argument(help="Ceremony YAML naming the target token, labels and people.")],
