@@ -181,6 +181,13 @@ def test_real_token_ceremony_then_restore_from_m_shares(softhsm: SoftHsmDir, tmp
     assert restored_attrs == CA_KEY_ATTRS  # restored with the same policy
     report = verify_transcript(restored.transcript, root_cert=result.root_cert)
     assert report.kind == "restore" and report.steps[-1] == "close"
+    unwrap = [json.loads(x) for x in restored.transcript.read_text().splitlines()][2]["data"]
+    assert unwrap["root"]["attributes_read"]["MODIFIABLE"] is False  # as read, after the unwrap
+    assert unwrap["root"]["attributes_read"]["COPYABLE"] is True  # SoftHSM2 2.6.1 (docs: Limits)
+    from pki.hsm.roles import root_keys_on_token
+
+    with fresh.open_backend(with_so_pin=False) as restored_root:
+        assert root_keys_on_token(restored_root) == ["nusec-root-ca"]  # `nusec serve` refuses it
 
     # The restored root key signs; the root certificate's public key (and OpenSSL) verify it.
     from pki.hsm.pkcs11 import Pkcs11Backend
