@@ -159,3 +159,22 @@ def test_full_rehearsal_separate_tokens_and_crls(demo: dict[str, object]) -> Non
         }
     lib.reinitialize()
     assert {"nusec-ica", "nusec-ica-2", "nusec-batch-seal"} <= labels and "nusec-root-ca" not in labels
+    # A production-style `nusec otp build` on that token, without --create-hsm-keys.
+    workdir = Path(str(demo["workdir"]))
+    spec = workdir / "prod-batch.yaml"
+    spec.write_text(
+        f"count: 8\nlayout_version: 1\nroot_cert: {demo['root_cert']}\nica_cert: {demo['ica_cert']}\n"
+        f'hsm: {{uri: "pkcs11:token=nusec-issuing?pin-source=file:{softhsm / "issuing-user.pin"}",'
+        " kek_label: nusec-batch-kek, signer_label: nusec-batch-seal}\nchunk_size: 4\n"
+    )
+    res = subprocess.run(
+        [str(BIN / "nusec"), "otp", "build", str(spec), "--out", str(workdir / "prod-batch"),
+         "--no-progress", "--json"],
+        capture_output=True, text=True, check=False, timeout=300,
+        env={**os.environ, "SOFTHSM2_CONF": str(softhsm / "softhsm2.conf")},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = subprocess.run(
+        [str(BIN / "nusec"), "otp", "verify", str(workdir / "prod-batch")], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
