@@ -43,6 +43,7 @@ from ceremony.run import Say, cert_sha256, environment, tool_version
 from ceremony.summary import fields_as_dict
 from ceremony.transcript import TranscriptWriter, file_sha256, spki_sha256, verify_transcript
 from pki.hsm import KeyPolicy
+from pki.hsm.preflight import require as require_role
 from pki.hsm.roles import ROOT, write_ceremony_record
 
 RESTORE_TRANSCRIPT = "restore-transcript.jsonl"
@@ -193,6 +194,8 @@ def restore_keys(
             raise RestoreError("ceremony certificates do not carry EC keys")
 
         with out.exclusive(plan), open_token(token) as hsm, open_token(issuing_token) as issuing_hsm:
+            require_role(hsm, "root")  # the module can do what the role needs, before any write
+            require_role(issuing_hsm, "issuing")
             for label, target in ((config.root.key_label, hsm), (config.ica.key_label, issuing_hsm)):
                 if target.find_ec_keypair(label) is not None:
                     raise KeyExistsError(

@@ -237,10 +237,14 @@ def _staging_plan(config: CeremonyConfig, rehearsal: bool, rehearsal_dir: Path |
     return out.OutputPlan(config.outputs.directory, config.outputs.file_names())
 
 
-def refuse_finished(hsm: Pkcs11Backend, labels: list[str]) -> None:
-    """``FinishedCeremonyError`` if the token records a finished ceremony owning one of ``labels``."""
+def refuse_finished(hsm: Pkcs11Backend, labels: list[str], *, any_root: bool = False) -> None:
+    """``FinishedCeremonyError`` if the token records a finished ceremony owning one of ``labels``
+    (with ``any_root``: any finished ceremony's root key at all, whatever its label: a root
+    ceremony starts on a fresh root token)."""
     for record in ceremony_records(hsm):
         mine = sorted(set(record.keys) & set(labels))
+        if any_root and not mine:
+            mine = sorted(label for label, info in record.keys.items() if info.get("role") == ROOT)
         if mine:
             raise FinishedCeremonyError(
                 f"token '{hsm.token_label}' holds key '{mine[0]}' of the finished {record.kind} ceremony "
@@ -343,7 +347,7 @@ def run_ceremony(
     with out.exclusive(plan), open_token(root_token) as root_hsm, open_token(issuing_token) as issuing_hsm:
         for hsm, role in ((root_hsm, "root"), (issuing_hsm, "issuing")):
             require_role(hsm, role)  # the module can do what the role needs, before any write
-            refuse_finished(hsm, labels)
+            refuse_finished(hsm, labels, any_root=role == "root")
         journal, earlier = Journal.resume_or_start(
             journal_path(plan.final_dir), kind="ceremony", config_sha256=loaded.sha256
         )

@@ -150,6 +150,12 @@ def test_finished_ceremony_is_refused_not_resumed(softhsm: SoftHsmDir, tmp_path:
         assert "holds key 'nusec-root-ca' of the finished ceremony ceremony" in str(err.value)
         assert "never re-run" in str(err.value)
     assert not (tmp_path / "b" / "out").exists()
+    # Other labels on the same root token: still the token of a finished root ceremony.
+    other = load_config(
+        write_config(tmp_path / "c", token, extra={"key_label: nusec-root-ca": "key_label: root-2"})
+    )
+    with pytest.raises(FinishedCeremonyError, match="holds key 'nusec-root-ca' of the finished ceremony"):
+        run_ceremony(other)
     # The record on each token is named after the finished transcript's closing line.
     closing = hashlib.sha256(first.transcript.read_bytes().splitlines()[-1]).hexdigest()
     record = ("DATA", f"nusec-ceremony-{closing[:16]}")
