@@ -39,6 +39,7 @@ from ceremony.backup import (
 from ceremony.config import LoadedConfig
 from ceremony.errors import KeyExistsError, RestoreError, TranscriptError
 from ceremony.hsm import RehearsalToken, configured_token, create_rehearsal_token, open_token
+from ceremony.restore_config import LoadedRestore
 from ceremony.run import Say, cert_sha256, environment, tool_version
 from ceremony.summary import fields_as_dict
 from ceremony.transcript import TranscriptWriter, file_sha256, spki_sha256, verify_transcript
@@ -120,6 +121,33 @@ def _read_ceremony(folder: Path) -> _Ceremony:
     )
 
 
+def run_restore(
+    loaded: LoadedRestore,
+    *,
+    rehearsal: bool = False,
+    rehearsal_dir: Path | None = None,
+    say: Say = lambda _m: None,
+) -> RestoreResult:
+    """The restore ceremony from its own reviewed file (``type: restore``)."""
+    from ceremony.config import check_duties
+
+    check_duties(loaded.config.ceremony, [], rehearsal=rehearsal)
+    section = loaded.config.restore
+    output = loaded.config.outputs.directory
+    if rehearsal:
+        base = (rehearsal_dir or Path(tempfile.mkdtemp(prefix="nusec-restore-"))).resolve()
+        output = base / output.name
+    return restore_keys(
+        loaded,
+        section.ceremony_dir,
+        list(section.shares),
+        output,
+        rehearsal=rehearsal,
+        rehearsal_dir=rehearsal_dir,
+        say=say,
+    )
+
+
 def _verify_key(public_key: ec.EllipticCurvePublicKey, signature: bytes, what: str) -> None:
     try:
         public_key.verify(signature, _PROBE, ec.ECDSA(hashes.SHA256()))
@@ -130,7 +158,7 @@ def _verify_key(public_key: ec.EllipticCurvePublicKey, signature: bytes, what: s
 
 
 def restore_keys(
-    loaded: LoadedConfig,
+    loaded: LoadedConfig | LoadedRestore,
     ceremony_dir: Path,
     share_files: list[Path],
     output_dir: Path,

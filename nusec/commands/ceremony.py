@@ -216,6 +216,12 @@ def run_cmd(
             other = crl.run(
                 any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
             )
+        elif any_loaded.type == "restore":
+            from ceremony.restore import run_restore
+
+            other = run_restore(
+                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
+            )
         elif any_loaded.type == "batch-keys":
             other = batch_keys.run(
                 any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)

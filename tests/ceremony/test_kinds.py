@@ -195,3 +195,29 @@ def test_hsm_check_cli_on_softhsm(softhsm: SoftHsmDir, tmp_path: Path) -> None:
         "hsm", "check", "--uri", f"pkcs11:token=nope?pin-source=file:{pin}", "--role", "root", env=env
     )
     assert res.returncode == 2 and res.stderr == "error: no PKCS#11 token labelled 'nope'\n"
+
+
+def test_restore_ceremony_from_its_own_file(tmp_path: Path) -> None:
+    """`type: restore`: the reviewed file names the ceremony folder and the shares handed in."""
+    (tmp_path / "root.yaml").write_text(template("root"))
+    reh = tmp_path / "r"
+    assert (
+        nusec(
+            "ceremony", "run", str(tmp_path / "root.yaml"), "--rehearsal", "--rehearsal-dir", str(reh)
+        ).returncode
+        == 0
+    )
+    cfg = reh / "restore.yaml"  # next to ceremony-out, as the template's relative paths expect
+    cfg.write_text(template("restore"))
+    res = nusec("ceremony", "run", str(cfg), "--rehearsal", "--rehearsal-dir", str(tmp_path / "r2"), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["type"] == "restore" and out["shares_used"] == 2
+    ver = nusec(
+        "ceremony", "verify", out["transcript"], "--root-cert", str(reh / "ceremony-out" / "root-ca.pem")
+    )
+    assert ver.returncode == 0 and ver.stdout.startswith("ok: restore transcript (REHEARSAL)")
+    cfg.write_text(template("restore").replace("01-carol-custodian.txt", "03-erin-custodian.txt").replace(
+        "    - ceremony-out/shares/02-dave-custodian.txt\n", ""))  # fmt: skip
+    res = nusec("ceremony", "run", str(cfg), "--rehearsal", "--rehearsal-dir", str(tmp_path / "r3"))
+    assert res.returncode == 1 and res.stderr == "error: need 2 shares, got 1\n"
