@@ -138,3 +138,35 @@ def test_kek_is_gone_with_the_killed_process(softhsm: SoftHsmDir, tmp_path: Path
     with token.open_backend(with_so_pin=False) as backend:
         assert backend.find_secret_key("nusec-ceremony-kek") is None
         assert [r["class"] for r in backend.inventory() if r["class"] == "SECRET_KEY"] == []
+
+
+def test_abort_wipes_shares_and_wrapped_keys_in_place(softhsm: SoftHsmDir, tmp_path: Path) -> None:
+    """Defect 3, aborted (not killed) run: the staging folder held the shares and the wrapped keys
+    together; an abort overwrites them before unlinking (a hard link taken before sees zeros)."""
+    import pytest
+
+    from ceremony.config import load_config
+    from ceremony.run import run_ceremony
+    from ceremony.transcript import TranscriptWriter
+
+    token = softhsm.init_token("oem-root")
+    loaded = load_config(write_config(tmp_path / "cfg", token))
+    staging = tmp_path / "cfg" / ".out.partial"
+    links = {
+        name: tmp_path / f"link-{n}"
+        for n, name in enumerate(["shares/02-dave-custodian.txt", "ica.key.wrapped"])
+    }
+
+    def abort(self: TranscriptWriter, *_a: object, **_k: object) -> str:
+        for name, link in links.items():
+            os.link(staging / name, link)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TranscriptWriter, "close", abort)
+        with pytest.raises(KeyboardInterrupt):
+            run_ceremony(loaded)
+    assert not staging.exists() and not (tmp_path / "cfg" / "out").exists()
+    for link in links.values():
+        data = link.read_bytes()
+        assert len(data) > 40 and data == bytes(len(data)), link
