@@ -94,6 +94,26 @@ def combine_shares(mnemonics: list[str], passphrase: bytes = b"") -> bytes:
         raise BackupError(f"shares rejected: {exc}") from None
 
 
+def check_share_words(mnemonic: str, path: Path) -> None:
+    """``BackupError`` if ``mnemonic`` is not a well-formed SLIP-39 share: a word outside the
+    wordlist or a failing checksum (a mistyped word) is reported as such, before anyone asks
+    whether the share belongs to this ceremony."""
+    words = mnemonic.lower().split()
+    wordlist = set(shamir_mnemonic.wordlist.WORDLIST)
+    for n, word in enumerate(words, start=1):
+        if word not in wordlist:
+            # not a SLIP-39 word, so naming it reveals nothing of the share
+            raise BackupError(f"share file {path}: word {n} ({word!r}) is not a SLIP-39 word (mistyped?)")
+    try:
+        shamir_mnemonic.share.Share.from_mnemonic(" ".join(words))
+    except shamir_mnemonic.MnemonicError as exc:
+        # shamir-mnemonic quotes the first words in its message: never repeat it
+        what = "checksum" if "checksum" in str(exc).lower() else "format"
+        raise BackupError(
+            f"share file {path}: the SLIP-39 {what} check fails (a mistyped or missing word?)"
+        ) from None
+
+
 def share_file_text(share: CustodianShare, *, ceremony: str, threshold: int, total: int, check: str) -> str:
     """What goes in a custodian's share file: comment header, then the words on one line."""
     return (

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,11 +29,15 @@ _LABEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _TOKEN_LABEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"  # noqa: S105 - a pattern, not a secret
 #: Output file names are plain names inside ``outputs.directory`` (no folders, no ``..``).
 _FILE_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: http(s) URLs for CRL distribution points and authority information access.
+_URL_RE = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?$"
 #: Environment variable names (POSIX portable set).
 _ENV_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 SOFTHSM2_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
+
+_M = TypeVar("_M", bound=BaseModel)
 
 #: YAML gives strings; a path field accepts them (strict mode would want a ``Path`` object).
 LaxPath = Annotated[Path, Field(strict=False)]
@@ -62,20 +66,37 @@ class SecretSource(_Strict):
         return f"env:{self.env}" if self.env is not None else f"file:{self.file}"
 
     def read(self, what: str) -> str:
-        """The secret, stripped of one trailing newline; ``ConfigError`` names the source, not the value."""
+        """The secret, checked against the secret-file rules (docs/ceremony.md) now, at run time,
+        so a stray CR or space is refused today and not discovered at restore.
+
+        Rules: a file holds exactly one line (one final LF allowed, nothing after it); no CR
+        anywhere; no space or tab at either end; not empty. An environment variable follows the
+        same rules. ``ConfigError`` names the source and the rule, never the value."""
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None or value == "":
                 raise ConfigError(f"{what}: environment variable {self.env} is not set")
-            return value
-        assert self.file is not None
-        try:
-            text = self.file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{what}: cannot read {self.file}: {exc.strerror}") from None
-        value = text[:-1] if text.endswith("\n") else text
+            where = f"environment variable {self.env}"
+        else:
+            assert self.file is not None
+            try:
+                raw = self.file.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{what}: cannot read {self.file}: {exc.strerror}") from None
+            where = f"file {self.file}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError(f"{what}: {where} is not UTF-8") from None
+            value = text[:-1] if text.endswith("\n") else text
+            if "\n" in value:
+                raise ConfigError(f"{what}: {where} holds more than one line (one line, one final LF)")
         if value == "":
-            raise ConfigError(f"{what}: file {self.file} is empty")
+            raise ConfigError(f"{what}: {where} is empty")
+        if "\r" in value:
+            raise ConfigError(f"{what}: {where} contains a CR (save it with LF line ends)")
+        if value != value.strip(" \t"):
+            raise ConfigError(f"{what}: {where} has a space or tab at its start or end")
         return value
 
 
@@ -86,6 +107,7 @@ class CeremonyInfo(_Strict):
     operator: Annotated[str, Field(min_length=1, max_length=200)]
     witnesses: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)]
 
+    #: Who acknowledges each step at the prompt; default: every witness.
     @field_validator("witnesses")
     @classmethod
     def _witnesses_distinct(cls, value: list[str]) -> list[str]:
@@ -113,11 +135,24 @@ class Subject(_Strict):
 
 
 class CaSection(_Strict):
-    """One CA (root or ICA): its HSM key label, subject and validity."""
+    """One CA (root or ICA): its HSM key label, subject and validity.
+
+    Validity comes from the reviewed file: ``not_before`` (a date, 00:00:00 UTC) and
+    ``validity_days``; the run checks that the machine's clock agrees (``check_clock``)."""
 
     key_label: Annotated[str, Field(pattern=_LABEL_RE)]
     subject: Subject
+    not_before: Annotated[date, Field(strict=False)]
     validity_days: Annotated[int, Field(ge=1, le=36500)]
+    #: URLs relying parties use to find this CA's CRL and its certificate (put into the
+    #: certificates this CA issues).
+    crl_url: Annotated[str, Field(pattern=_URL_RE)] | None = None
+    issuer_url: Annotated[str, Field(pattern=_URL_RE)] | None = None
+
+    def validity(self) -> tuple[datetime, datetime]:
+        """(notBefore, notAfter) in UTC."""
+        start = datetime(self.not_before.year, self.not_before.month, self.not_before.day, tzinfo=UTC)
+        return start, start + timedelta(days=self.validity_days)
 
 
 class BackupSection(_Strict):
@@ -169,11 +204,16 @@ class OutputsSection(_Strict):
 
 
 class CeremonyConfig(_Strict):
-    """The whole ceremony. ``version`` lets a future schema refuse old files explicitly."""
+    """The whole ceremony. ``version`` lets a future schema refuse old files explicitly.
+
+    ``hsm`` is the offline root token; ``issuing_hsm`` the online token the service signs with,
+    where the ICA key is made: the root key never sits on the token the service uses."""
 
     version: Literal[1]
+    type: Literal["root"] = "root"
     ceremony: CeremonyInfo
     hsm: HsmSection
+    issuing_hsm: HsmSection
     root: CaSection
     ica: CaSection
     backup: BackupSection
@@ -186,43 +226,76 @@ class CeremonyConfig(_Strict):
             raise ValueError("root.key_label, ica.key_label and backup.kek_label must be distinct")
         if self.ica.validity_days > self.root.validity_days:
             raise ValueError("ica.validity_days must not exceed root.validity_days")
+        if (
+            self.ica.validity()[1] > self.root.validity()[1]
+            or self.ica.validity()[0] < self.root.validity()[0]
+        ):
+            raise ValueError("the ICA's validity must lie inside the root's (not_before, validity_days)")
+        if (self.hsm.module, self.hsm.token_label) == (self.issuing_hsm.module, self.issuing_hsm.token_label):
+            raise ValueError("hsm and issuing_hsm must be different tokens (the root key stays offline)")
         return self
+
+    def duty_conflicts(self) -> list[str]:
+        """People holding two duties that must be separate (allowed only in rehearsal mode)."""
+        return duty_conflicts(self.ceremony, self.backup.custodians)
+
+
+def duty_conflicts(people: CeremonyInfo, custodians: list[str]) -> list[str]:
+    """The operator may not also witness or hold a share, and a custodian may not witness."""
+    problems = []
+    if people.operator in people.witnesses:
+        problems.append(f"the operator {people.operator!r} is also a witness")
+    if people.operator in custodians:
+        problems.append(f"the operator {people.operator!r} is also a custodian")
+    problems += [f"custodian {c!r} is also a witness" for c in custodians if c in people.witnesses]
+    return problems
+
+
+def check_duties(people: CeremonyInfo, custodians: list[str], *, rehearsal: bool) -> None:
+    """``ConfigError`` naming the first duty conflict, unless this is a rehearsal."""
+    problems = duty_conflicts(people, custodians)
+    if problems and not rehearsal:
+        raise ConfigError(f"{problems[0]} (separate duties; allowed only with --rehearsal)")
 
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A validated config plus what identifies the reviewed file (its SHA-256) in the transcript."""
+    """A validated config plus the reviewed file itself (its text and SHA-256 go in the transcript)."""
 
     config: CeremonyConfig
     source: Path | None
     sha256: str
+    text: str = ""
+
+    def check_duties(self, *, rehearsal: bool) -> None:
+        """``ConfigError`` naming the first duty conflict, unless this is a rehearsal."""
+        check_duties(self.config.ceremony, self.config.backup.custodians, rehearsal=rehearsal)
+
+
+#: How far the clock may be before a CA's ``not_before`` / after it, for the run to go ahead.
+CLOCK_EARLY = timedelta(days=1)
+CLOCK_LATE = timedelta(days=30)
+
+
+def check_clock(config: CeremonyConfig, now: datetime) -> None:
+    """The machine's clock must agree with the reviewed dates: not more than a day before the
+    root's ``not_before`` (a certificate valid only from tomorrow is a typo or a wrong clock), and
+    not more than 30 days after it (a stale file or a clock reset to an old date)."""
+    check_clock_near(config.root.validity()[0], now, "root.not_before")
+
+
+def check_clock_near(start: datetime, now: datetime, field_name: str) -> None:
+    """``check_clock`` for any reviewed start date (``field_name`` names it in the error)."""
+    if now < start - CLOCK_EARLY or now > start + CLOCK_LATE:
+        raise ConfigError(
+            f"the clock says {now:%Y-%m-%d %H:%M} UTC but {field_name} is {start:%Y-%m-%d}: "
+            "check the clock and the reviewed dates"
+        )
 
 
 def _resolve(value: Path, base: Path) -> Path:
     value = value.expanduser()
     return value if value.is_absolute() else (base / value)
-
-
-def _resolve_paths(config: CeremonyConfig, base: Path) -> CeremonyConfig:
-    """Make every path absolute relative to the config file's folder."""
-    hsm = config.hsm.model_copy(
-        update={
-            "module": _resolve(config.hsm.module, base),
-            "user_pin": _resolve_source(config.hsm.user_pin, base),
-            "so_pin": _resolve_source(config.hsm.so_pin, base),
-        }
-    )
-    backup = config.backup
-    if backup.passphrase is not None:
-        backup = backup.model_copy(update={"passphrase": _resolve_source(backup.passphrase, base)})
-    outputs = config.outputs.model_copy(update={"directory": _resolve(config.outputs.directory, base)})
-    return config.model_copy(update={"hsm": hsm, "backup": backup, "outputs": outputs})
-
-
-def _resolve_source(source: SecretSource, base: Path) -> SecretSource:
-    if source.file is None:
-        return source
-    return source.model_copy(update={"file": _resolve(source.file, base)})
 
 
 def _format_error(err: ValidationError) -> str:
@@ -242,11 +315,8 @@ def _format_error(err: ValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def parse_config(text: str, *, base_dir: Path, source: Path | None = None) -> LoadedConfig:
-    """Validate YAML text completely; ``ConfigError`` (one line) on the first problem."""
-    import hashlib
-
-    where = str(source) if source is not None else "config"
+def read_yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    """The top-level YAML mapping of a ceremony file; ``ConfigError`` (one line) otherwise."""
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -256,12 +326,38 @@ def parse_config(text: str, *, base_dir: Path, source: Path | None = None) -> Lo
         raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a YAML mapping at the top level")
+    return data
+
+
+def validate_model(model: type[_M], data: dict[str, Any], where: str) -> _M:
+    """``model.model_validate(data)`` with the first problem as one ``ConfigError`` line."""
     try:
-        config = CeremonyConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_format_error(exc)}") from None
+
+
+def resolve_paths(value: _M, base: Path) -> _M:
+    """Every ``Path`` field (nested sections and secret sources included) made absolute
+    relative to ``base``, the config file's folder."""
+    update: dict[str, Any] = {}
+    for name in type(value).model_fields:
+        item = getattr(value, name)
+        if isinstance(item, Path):
+            update[name] = _resolve(item, base)
+        elif isinstance(item, BaseModel):
+            update[name] = resolve_paths(item, base)
+    return value.model_copy(update=update) if update else value
+
+
+def parse_config(text: str, *, base_dir: Path, source: Path | None = None) -> LoadedConfig:
+    """Validate YAML text completely; ``ConfigError`` (one line) on the first problem."""
+    import hashlib
+
+    where = str(source) if source is not None else "config"
+    config = validate_model(CeremonyConfig, read_yaml_mapping(text, where), where)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return LoadedConfig(config=_resolve_paths(config, base_dir), source=source, sha256=digest)
+    return LoadedConfig(config=resolve_paths(config, base_dir), source=source, sha256=digest, text=text)
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -283,35 +379,48 @@ TEMPLATE = """\
 # Relative paths are relative to this file's folder. Secrets are never written here: PINs and
 # the passphrase are named by source (an environment variable or a file), never by value.
 version: 1
+type: root                          # root | intermediate | crl | batch-keys (`template --type`)
 
 ceremony:
   name: "NuSec OEM root ceremony {date}"   # free text, recorded in the transcript
-  operator: "Alice Operator"                 # the person at the keyboard
+  operator: "Alice Operator"                 # the person at the keyboard; neither witness nor custodian
   witnesses:                                 # at least one; every transcript line names them
-    - "Bob Witness"
+    - "Bob Witness"                          # a witness holds no share
 
-hsm:
+hsm:                                # the OFFLINE root token: the root key lives here only
   module: {module}   # the PKCS#11 module (shared library)
   token_label: nusec-root                            # the token is found by label (slots move)
   user_pin: {{env: NUSEC_HSM_PIN}}                     # or {{file: /media/pin/user.pin}}
   so_pin: {{env: NUSEC_HSM_SO_PIN}}                    # security officer: marks the backup KEK trusted
 
+issuing_hsm:                        # the ONLINE token `nusec serve` signs with: the ICA key goes here
+  module: {module}
+  token_label: nusec-issuing
+  user_pin: {{env: NUSEC_ISSUING_PIN}}
+  so_pin: {{env: NUSEC_ISSUING_SO_PIN}}
+
 root:
-  key_label: nusec-root-ca          # label of the RootCA key pair inside the token
+  key_label: nusec-root-ca          # label of the RootCA key pair inside the root token
   subject:
     common_name: "NuSec Root CA"
     organization: "Example OEM Ltd"
     country: "TW"
+  not_before: {date}              # 00:00 UTC; the run refuses a clock far from this date
   validity_days: 7300               # 20 years
+  # crl_url: http://pki.example.com/root.crl        # CRL DP put into certificates the root issues
+  # issuer_url: http://pki.example.com/root.cer     # AIA caIssuers in certificates the root issues
 
 ica:
-  key_label: nusec-ica              # label of the ICA key pair inside the token
+  key_label: nusec-ica              # label of the ICA key pair inside the issuing token
   subject:
     common_name: "NuSec Issuing CA 1"
     organization: "Example OEM Ltd"
     organizational_unit: "Programmer PKI"   # optional
     country: "TW"
-  validity_days: 3650               # must not exceed root.validity_days
+  not_before: {date}
+  validity_days: 3650               # must lie inside the root's validity
+  # crl_url: http://pki.example.com/ica.crl
+  # issuer_url: http://pki.example.com/ica.cer
 
 backup:
   custodians:                       # N names, one share each (at most 16)

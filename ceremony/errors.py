@@ -33,3 +33,12 @@ class TranscriptError(CeremonyError):
 
 class RestoreError(CeremonyError):
     """A restore could not complete (wrong shares or passphrase, key mismatch, ...)."""
+
+
+class FinishedCeremonyError(CeremonyError):
+    """The token already holds a finished ceremony's keys: never re-run, never "resumed"."""
+
+
+class ReuseRefusedError(KeyExistsError):
+    """``--reuse`` found a key that this config's interrupted run did not make (or that does not
+    read back as the policy requires): a planted key is never adopted."""

@@ -3,8 +3,9 @@
 Why a separate module: ``run`` and ``restore`` read as steps; which token they talk to (and
 where a rehearsal token's PINs live) is decided here, once. All PKCS#11 work is ``pki.hsm``'s.
 
-A rehearsal token lives in ``<rehearsal dir>/softhsm``: SoftHSM2 conf, token files, and its
-random PINs in ``user.pin`` / ``so.pin`` (mode 0600). Writing PINs to files is acceptable only
+Rehearsal tokens live in ``<rehearsal dir>/softhsm``: one SoftHSM2 conf and token dir for the
+root token (random PINs in ``user.pin`` / ``so.pin``, mode 0600) and the issuing token
+(``issuing-user.pin`` / ``issuing-so.pin``). Writing PINs to files is acceptable only
 because the token is throwaway; it lets a re-run (``--reuse``) and later demo stages reopen it.
 """
 
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pki.hsm import KeyBackend
 from pki.hsm.pkcs11 import Pkcs11Backend
 from pki.hsm.softhsm import SoftHsmDir
 from pki.hsm.uri import PIN_FILE_ENV, SO_PIN_FILE_ENV, Pkcs11Uri
@@ -47,7 +47,7 @@ def configured_token(hsm: HsmSection, *, with_so_pin: bool) -> CeremonyToken:
     )
 
 
-def open_token(token: CeremonyToken) -> KeyBackend:
+def open_token(token: CeremonyToken) -> Pkcs11Backend:
     """Open and log in (user PIN; the SO PIN is kept for marking the backup KEK trusted).
 
     A missing module or token, or a refused PIN, raises a one-line ``pki.errors`` exception."""
@@ -117,12 +117,13 @@ def _write_pin(path: Path, pin: str) -> None:
         fh.write(pin + "\n")
 
 
-def create_rehearsal_token(directory: Path, label: str) -> RehearsalToken:
+def create_rehearsal_token(directory: Path, label: str, *, pin_prefix: str = "") -> RehearsalToken:
     """A SoftHSM2 token ``label`` in ``directory``: made fresh, or reopened if an earlier
-    (interrupted) rehearsal in the same folder made it."""
+    (interrupted) rehearsal in the same folder made it. Several tokens share one directory (the
+    rehearsal's root and issuing tokens); ``pin_prefix`` keeps their PIN files apart."""
     directory = directory.resolve()
-    user_pin_file = directory / "user.pin"
-    so_pin_file = directory / "so.pin"
+    user_pin_file = directory / f"{pin_prefix}user.pin"
+    so_pin_file = directory / f"{pin_prefix}so.pin"
     softhsm = SoftHsmDir.create(directory)
     if softhsm.find_token(label) and user_pin_file.is_file() and so_pin_file.is_file():
         pass  # reopen: a rehearsal re-run in the same folder

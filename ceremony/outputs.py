@@ -12,8 +12,8 @@ no published output uses).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,14 +72,54 @@ def exclusive(plan: OutputPlan) -> Iterator[None]:
         os.close(fd)
 
 
-def start_staging(plan: OutputPlan) -> bool:
-    """Create a fresh, private staging folder; returns whether a stale one had to be removed."""
+def wipe_file(path: Path) -> None:
+    """Overwrite a file's bytes in place (zeros, fsync), then unlink it.
+
+    Why: staging files hold custodian shares and wrapped keys; a plain unlink leaves their bytes
+    in whatever still refers to the inode (a hard link, an open descriptor, a snapshot taken
+    later of a file system that reuses nothing). On journaling or copy-on-write file systems and
+    SSDs old blocks may survive anyway: docs/ceremony.md says so and asks for an encrypted,
+    throwaway ceremony disk."""
+    size = path.stat().st_size
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        written = 0
+        while written < size:
+            written += os.write(fd, bytes(min(65536, size - written)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink()
+
+
+def wipe_tree(folder: Path) -> list[dict[str, object]]:
+    """Wipe every file under ``folder`` (``wipe_file``) and remove the folder; returns what was
+    destroyed (relative path, size, SHA-256) for the transcript. Symlinks are unlinked, never
+    followed."""
+    destroyed: list[dict[str, object]] = []
+    if not folder.exists():
+        return destroyed
+    for path in sorted(folder.rglob("*"), key=lambda p: (-len(p.parts), str(p))):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_file():
+            data = path.read_bytes()
+            destroyed.append({"file": rel, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+            wipe_file(path)
+        elif path.is_dir():
+            path.rmdir()
+    folder.rmdir()
+    return sorted(destroyed, key=lambda d: str(d["file"]))
+
+
+def start_staging(plan: OutputPlan) -> list[dict[str, object]] | None:
+    """Create a fresh, private staging folder. A stale one (an interrupted run's) is wiped first;
+    returns what it held (``wipe_tree``), or None if there was none."""
     plan.final_dir.parent.mkdir(parents=True, exist_ok=True)
-    stale = plan.staging_dir.exists()
-    if stale:
-        shutil.rmtree(plan.staging_dir)
+    destroyed = wipe_tree(plan.staging_dir) if plan.staging_dir.exists() else None
     plan.staging_dir.mkdir(mode=0o700)
-    return stale
+    return destroyed
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -107,5 +147,9 @@ def publish(plan: OutputPlan) -> None:
 
 
 def discard_staging(plan: OutputPlan) -> None:
-    """Remove the staging folder after a failed run (idempotent)."""
-    shutil.rmtree(plan.staging_dir, ignore_errors=True)
+    """Wipe the staging folder after a failed run (idempotent); a file that cannot be wiped is
+    left for the next run, which wipes it and records it."""
+    try:
+        wipe_tree(plan.staging_dir)
+    except OSError:
+        pass

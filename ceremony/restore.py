@@ -1,4 +1,4 @@
-"""Restore: M custodian shares -> KEK -> unwrap the RootCA and ICA keys into a fresh token.
+"""Restore: M custodian shares -> KEK -> unwrap the RootCA and ICA keys into fresh tokens.
 
 Why it is careful before touching the HSM: the ceremony folder is verified first (hash chain,
 root signature, every output's hash), so the wrapped keys and certificates used are exactly the
@@ -7,9 +7,11 @@ recorded check value, so wrong shares or a wrong passphrase are reported as such
 as an HSM unwrap failure. The restore ends with its own transcript, closed with a signature
 by the *restored* root key, which proves the restored key is the root certificate's key.
 
-The config names the target token (``hsm``), the key labels (``root``/``ica``), the
-passphrase source (``backup.passphrase``) and the people (``ceremony``); it is usually the
-ceremony's own file with the ``hsm`` section pointed at the new token.
+The config names the target tokens (``hsm`` for the root key, ``issuing_hsm`` for the ICA key:
+they stay on separate tokens), the key labels (``root``/``ica``), the passphrase source
+(``backup.passphrase``) and the people (``ceremony``); it is usually the ceremony's own file
+with the ``hsm`` sections pointed at the new tokens. Share files are checked word by word first
+(SLIP-39 wordlist and checksum: a mistyped word is named as such), then for membership.
 """
 
 from __future__ import annotations
@@ -27,14 +29,23 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ceremony import outputs as out
-from ceremony.backup import combine_shares, kek_check_value, read_share_file, share_fingerprint
+from ceremony.backup import (
+    check_share_words,
+    combine_shares,
+    kek_check_value,
+    read_share_file,
+    share_fingerprint,
+)
 from ceremony.config import LoadedConfig
 from ceremony.errors import KeyExistsError, RestoreError, TranscriptError
 from ceremony.hsm import RehearsalToken, configured_token, create_rehearsal_token, open_token
-from ceremony.run import Say, cert_sha256, tool_version
+from ceremony.restore_config import LoadedRestore
+from ceremony.run import Say, cert_sha256, environment, tool_version
 from ceremony.summary import fields_as_dict
 from ceremony.transcript import TranscriptWriter, file_sha256, spki_sha256, verify_transcript
 from pki.hsm import KeyPolicy
+from pki.hsm.preflight import require as require_role
+from pki.hsm.roles import ROOT, write_ceremony_record
 
 RESTORE_TRANSCRIPT = "restore-transcript.jsonl"
 _PROBE = b"nusec ceremony restore: the restored key signs"
@@ -47,12 +58,14 @@ class RestoreResult:
     output_dir: Path
     transcript: Path
     token_label: str
+    issuing_token_label: str
     module: Path
     root_key_label: str
     ica_key_label: str
     shares_used: int
     rehearsal: bool
     rehearsal_token: RehearsalToken | None = field(default=None)
+    rehearsal_issuing_token: RehearsalToken | None = field(default=None)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (paths as strings); never contains a PIN or a share."""
@@ -108,6 +121,33 @@ def _read_ceremony(folder: Path) -> _Ceremony:
     )
 
 
+def run_restore(
+    loaded: LoadedRestore,
+    *,
+    rehearsal: bool = False,
+    rehearsal_dir: Path | None = None,
+    say: Say = lambda _m: None,
+) -> RestoreResult:
+    """The restore ceremony from its own reviewed file (``type: restore``)."""
+    from ceremony.config import check_duties
+
+    check_duties(loaded.config.ceremony, [], rehearsal=rehearsal)
+    section = loaded.config.restore
+    output = loaded.config.outputs.directory
+    if rehearsal:
+        base = (rehearsal_dir or Path(tempfile.mkdtemp(prefix="nusec-restore-"))).resolve()
+        output = base / output.name
+    return restore_keys(
+        loaded,
+        section.ceremony_dir,
+        list(section.shares),
+        output,
+        rehearsal=rehearsal,
+        rehearsal_dir=rehearsal_dir,
+        say=say,
+    )
+
+
 def _verify_key(public_key: ec.EllipticCurvePublicKey, signature: bytes, what: str) -> None:
     try:
         public_key.verify(signature, _PROBE, ec.ECDSA(hashes.SHA256()))
@@ -118,7 +158,7 @@ def _verify_key(public_key: ec.EllipticCurvePublicKey, signature: bytes, what: s
 
 
 def restore_keys(
-    loaded: LoadedConfig,
+    loaded: LoadedConfig | LoadedRestore,
     ceremony_dir: Path,
     share_files: list[Path],
     output_dir: Path,
@@ -138,6 +178,8 @@ def restore_keys(
     out.refuse_existing(plan)
     ceremony = _read_ceremony(ceremony_dir)
     mnemonics = [read_share_file(p) for p in share_files]
+    for path, words in zip(share_files, mnemonics, strict=True):
+        check_share_words(words, path)  # wordlist and checksum first: a typo is named as one
     holders: list[str] = []
     for path, words in zip(share_files, mnemonics, strict=True):
         holder = ceremony.custodians.get(share_fingerprint(words))
@@ -157,6 +199,7 @@ def restore_keys(
                 "the shares (or passphrase) do not rebuild this ceremony's KEK (check value differs)"
             )
         rehearsal_token: RehearsalToken | None = None
+        rehearsal_issuing: RehearsalToken | None = None
         if rehearsal:
             base = (
                 rehearsal_dir
@@ -164,9 +207,13 @@ def restore_keys(
                 else Path(tempfile.mkdtemp(prefix="nusec-restore-"))
             )
             rehearsal_token = create_rehearsal_token(base / "softhsm-restore", config.hsm.token_label)
-            token = rehearsal_token.as_ceremony_token()
+            rehearsal_issuing = create_rehearsal_token(
+                base / "softhsm-restore", config.issuing_hsm.token_label, pin_prefix="issuing-"
+            )
+            token, issuing_token = rehearsal_token.as_ceremony_token(), rehearsal_issuing.as_ceremony_token()
         else:
             token = configured_token(config.hsm, with_so_pin=False)
+            issuing_token = configured_token(config.issuing_hsm, with_so_pin=False)
         root_pub = ceremony.root_cert.public_key()
         ica_pub = ceremony.ica_cert.public_key()
         if not isinstance(root_pub, ec.EllipticCurvePublicKey) or not isinstance(
@@ -174,11 +221,14 @@ def restore_keys(
         ):
             raise RestoreError("ceremony certificates do not carry EC keys")
 
-        with out.exclusive(plan), open_token(token) as hsm:
-            for label in (config.root.key_label, config.ica.key_label):
-                if hsm.find_ec_keypair(label) is not None:
+        with out.exclusive(plan), open_token(token) as hsm, open_token(issuing_token) as issuing_hsm:
+            require_role(hsm, "root")  # the module can do what the role needs, before any write
+            require_role(issuing_hsm, "issuing")
+            for label, target in ((config.root.key_label, hsm), (config.ica.key_label, issuing_hsm)):
+                if target.find_ec_keypair(label) is not None:
                     raise KeyExistsError(
-                        f"key '{label}' already exists on token '{token.label}'; restore needs a fresh token"
+                        f"key '{label}' already exists on token '{target.token_label}';"
+                        " restore needs a fresh token"
                     )
             out.start_staging(plan)
             transcript = TranscriptWriter(
@@ -192,19 +242,23 @@ def restore_keys(
                     {
                         "kind": "restore",
                         "tool": tool_version(),
+                        "environment": environment(),
                         "name": config.ceremony.name,
                         "config_sha256": loaded.sha256,
+                        "config_text": loaded.text,
                         "rehearsal": rehearsal,
                         "module": str(token.module),
                         "token_label": token.label,
+                        "issuing_token_label": issuing_token.label,
+                        "tokens": {"root": hsm.token_info(), "issuing": issuing_hsm.token_info()},
+                        "inventory": {"root": hsm.inventory(), "issuing": issuing_hsm.inventory()},
                         "ceremony_transcript_sha256": ceremony.transcript_sha256,
                         "root_cert_sha256": cert_sha256(ceremony.root_cert),
                         "root_spki_sha256": spki_sha256(root_pub),
                     },
                 )
-                # --- 1. KEK into the token (session object), shares checked against the record --
-                say("step 1/4: KEK rebuilt from the shares, imported as a session unwrapping key")
-                kek_handle = hsm.import_aes_kek(bytes(kek), None, trusted=False, persistent=False)
+                # --- 1. KEK into each token (session object), shares checked against the record --
+                say("step 1/4: KEK rebuilt from the shares (imported per token as a session unwrapping key)")
                 transcript.append(
                     "kek",
                     {
@@ -215,50 +269,70 @@ def restore_keys(
                     },
                 )
                 # --- 2. unwrap both keys (checked against the certificates' public keys) ------
-                say("step 2/4: unwrapping the RootCA and ICA keys into the token")
-                try:
-                    root_key = hsm.unwrap_private_key(
-                        ceremony.wrapped_root,
-                        kek_handle,
-                        config.root.key_label,
-                        root_pub,
-                        policy=KeyPolicy.ca_key(),
+                say(
+                    "step 2/4: unwrapping the RootCA key into the root token,"
+                    " the ICA key into the issuing token"
+                )
+                policy = KeyPolicy.ca_key()
+                restored = []
+                for target, label, blob, pub in (
+                    (hsm, config.root.key_label, ceremony.wrapped_root, root_pub),
+                    (issuing_hsm, config.ica.key_label, ceremony.wrapped_ica, ica_pub),
+                ):
+                    kek_handle = target.import_aes_kek(bytes(kek), None, trusted=False, persistent=False)
+                    try:
+                        info = target.unwrap_private_key(blob, kek_handle, label, pub, policy=policy)
+                    finally:
+                        target.destroy_secret_key(kek_handle)
+                    restored.append(
+                        {
+                            "label": info.label,
+                            "token_label": target.token_label,
+                            "spki_sha256": spki_sha256(info.public_key),
+                            "attributes_read": target.key_attributes(label),
+                        }
                     )
-                    ica_key = hsm.unwrap_private_key(
-                        ceremony.wrapped_ica,
-                        kek_handle,
-                        config.ica.key_label,
-                        ica_pub,
-                        policy=KeyPolicy.ca_key(),
-                    )
-                finally:
-                    hsm.destroy_secret_key(kek_handle)
                 transcript.append(
                     "unwrap",
                     {
-                        "root": {"label": root_key.label, "spki_sha256": spki_sha256(root_key.public_key)},
-                        "ica": {"label": ica_key.label, "spki_sha256": spki_sha256(ica_key.public_key)},
+                        "root": restored[0],
+                        "ica": restored[1],
                         "kek_destroyed": True,
+                        "inventory": {"root": hsm.inventory(), "issuing": issuing_hsm.inventory()},
                     },
                 )
                 # --- 3. each restored key signs; the certificates' keys verify --------------
                 say("step 3/4: restored keys sign a test message; certificates' public keys verify it")
                 digest = hashlib.sha256(_PROBE).digest()
                 _verify_key(root_pub, hsm.sign_digest(config.root.key_label, digest), "root")
-                _verify_key(ica_pub, hsm.sign_digest(config.ica.key_label, digest), "ICA")
+                _verify_key(ica_pub, issuing_hsm.sign_digest(config.ica.key_label, digest), "ICA")
                 transcript.append("sign_check", {"message_sha256": digest.hex(), "root": "ok", "ica": "ok"})
                 # --- 4. close with the restored root key ------------------------------------
                 say("step 4/4: restore transcript signed by the restored root key")
-                transcript.close(
+                transcript_sha = transcript.close(
                     lambda d: hsm.sign_digest(config.root.key_label, d),
                     root_pub,
-                    {"root_cert_sha256": cert_sha256(ceremony.root_cert)},
+                    {
+                        "root_cert_sha256": cert_sha256(ceremony.root_cert),
+                        "root_spki_sha256": spki_sha256(root_pub),
+                    },
                 )
                 out.publish(plan)
             except BaseException:
                 transcript.abandon()
                 out.discard_staging(plan)
                 raise
+            for target, label, role, pub in (
+                (hsm, config.root.key_label, ROOT, root_pub),
+                (issuing_hsm, config.ica.key_label, "ica", ica_pub),
+            ):
+                write_ceremony_record(
+                    target,
+                    kind="restore",
+                    name=config.ceremony.name,
+                    keys={label: {"role": role, "spki_sha256": spki_sha256(pub)}},
+                    transcript_sha256=transcript_sha,
+                )
     finally:
         kek[:] = bytes(len(kek))
 
@@ -266,12 +340,14 @@ def restore_keys(
         output_dir=plan.final_dir,
         transcript=plan.final("transcript"),
         token_label=token.label,
+        issuing_token_label=issuing_token.label,
         module=token.module,
         root_key_label=config.root.key_label,
         ica_key_label=config.ica.key_label,
         shares_used=len(mnemonics),
         rehearsal=rehearsal,
         rehearsal_token=rehearsal_token,
+        rehearsal_issuing_token=rehearsal_issuing,
     )
 
 

@@ -231,8 +231,12 @@ def verify_transcript(
         # never taken from the closing line, which the signer itself writes.
         if obj.get("step") == "root_key" and isinstance(data.get("spki_sha256"), str):
             recorded_spki = data["spki_sha256"]
+        if data.get("transcript_signer") is True and isinstance(data.get("spki_sha256"), str):
+            recorded_spki = data["spki_sha256"]  # a ceremony without a root key (batch-keys)
         if n == 1 and isinstance(data.get("root_spki_sha256"), str):
             recorded_spki = data["root_spki_sha256"]
+        if n == 1 and isinstance(data.get("root_cert_sha256"), str):
+            root_cert_sha = data["root_cert_sha256"]  # a restore names the root it restores
         if obj.get("step") == "root_cert" and isinstance(data.get("cert_sha256"), str):
             root_cert_sha = data["cert_sha256"]
     _, last = lines[-1]

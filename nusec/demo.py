@@ -1,12 +1,15 @@
 """The main job end to end on embedded defaults, as one straight function of visible stages.
 
-ceremony (rehearsal SoftHSM2 token) -> bulk OTP batch -> OEM service on loopback (HTTPS, mutual
-TLS, SQLite) -> provision simulated boards through pyocd (online, and one from the batch) ->
-inspect them. Every artifact lands
+ceremonies (rehearsal SoftHSM2 tokens: root, then a new ICA by an intermediate ceremony, a root
+CRL, the batch keys) -> bulk OTP batch -> OEM service on loopback (HTTPS, mutual TLS, SQLite) on
+the issuing token only -> provision simulated boards through pyocd (online, and one from the
+batch) -> inspect them. Every artifact lands
 in one work folder and is named in the summary, so it can be checked with OpenSSL and imgtool.
 
-The demo is a rehearsal: its token, PINs and keys are throwaway, and the ICA key the service
-uses sits on the same token the ceremony made (a real OEM moves it to the online HSM).
+The demo is a rehearsal: its tokens, PINs and keys are throwaway. It uses the separate-token
+layout of a real OEM: the ceremony makes the root key on an offline root token and the ICA key on
+an online issuing token; the batch keys, the service and every later stage use the issuing token
+only, and the service refuses a token holding a root key.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +26,6 @@ from cryptography import x509
 
 MARKER = ".nusec-demo"
 DEFAULT_BOARDS = ("demo-b1", "demo-b2")
-BATCH_KEK = "nusec-batch-kek"
-BATCH_SEAL = "nusec-batch-seal"
 FIRMWARE = Path(__file__).resolve().parent / "board" / "bin" / "firmware.bin"
 
 
@@ -40,6 +42,11 @@ class DemoSummary:
     boards: list[dict[str, Any]] = field(default_factory=list)
     batch: Path | None = None
     batch_images: int = 0
+    #: the other ceremonies' transcripts, by type, and the CRLs (root's, the service ICA's)
+    transcripts: dict[str, Path] = field(default_factory=dict)
+    root_crl: Path | None = None
+    ica_crl: Path | None = None
+    issuing_token_uri: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         def s(p: Path | None) -> str | None:
@@ -50,6 +57,10 @@ class DemoSummary:
             "root_cert": s(self.root_cert),
             "ica_cert": s(self.ica_cert),
             "transcript": s(self.transcript),
+            "transcripts": {k: str(v) for k, v in self.transcripts.items()},
+            "root_crl": s(self.root_crl),
+            "ica_crl": s(self.ica_crl),
+            "issuing_token_uri": self.issuing_token_uri,
             "boards": self.boards,
             "batch": s(self.batch),
         }
@@ -69,6 +80,14 @@ def prepare_workdir(workdir: Path) -> Path:
     return workdir
 
 
+def _other_config(module: Any, workdir: Path, root_cert: Path) -> Any:
+    """Another ceremony type's template, pointed at the demo's root certificate (rehearsal mode
+    finds the throwaway tokens by label in ``workdir/softhsm``)."""
+    text = module.TEMPLATE.format(date=datetime.now(UTC).strftime("%Y-%m-%d"), module="")
+    text = text.replace("certificate: ceremony-out/root-ca.pem", f"certificate: {root_cert}")
+    return module.parse(text, base_dir=workdir)
+
+
 def run_demo(
     workdir: Path,
     *,
@@ -77,14 +96,18 @@ def run_demo(
     batch_board: str | None = "demo-batch1",
     say: Callable[[str], None] = lambda _m: None,
 ) -> DemoSummary:
+    from cryptography.hazmat.primitives import serialization
+
+    from ceremony import batch_keys, crl, intermediate
     from ceremony.config import default_rehearsal_config
     from ceremony.run import run_ceremony
     from nusec.otp_batch import build_batch
-    from nusec.otp_batch.hsmkeys import ensure_batch_keys
     from nusec.otp_batch.spec import spec_from_dict
     from nusec.provision.client import TlsConfig
     from nusec.provision.flow import RunOptions, inspect_board, provision_boards
     from pki.ca import Issuer
+    from pki.ca.crl import issue_crl
+    from pki.hsm.roles import check_service_token
     from pki.service.config import ServiceConfig
     from pki.service.credentials import issue_service_credentials
     from pki.service.db import make_engine, upgrade
@@ -93,45 +116,63 @@ def run_demo(
     workdir = prepare_workdir(workdir)
     summary = DemoSummary(workdir)
 
-    say("1/5 key ceremony (rehearsal token, SoftHSM2)")
+    say("1/5 key ceremonies (rehearsal: offline root token + online issuing token, SoftHSM2)")
     cer = run_ceremony(default_rehearsal_config(workdir), rehearsal=True, rehearsal_dir=workdir)
-    token = cer.rehearsal_token
+    token = cer.rehearsal_issuing_token  # the online token: everything below uses it alone
     if token is None:  # pragma: no cover - rehearsal always makes one
-        raise DemoError("ceremony: the rehearsal token is missing")
-    summary.root_cert, summary.ica_cert, summary.transcript = cer.root_cert, cer.ica_cert, cer.transcript
+        raise DemoError("ceremony: the rehearsal issuing token is missing")
+    say("    intermediate ceremony: a new ICA on the issuing token, signed by the offline root")
+    ica2 = intermediate.run(
+        _other_config(intermediate, workdir, cer.root_cert), rehearsal=True, rehearsal_dir=workdir
+    )
+    say("    CRL ceremony: the offline root's CRL")
+    root_crl = crl.run(_other_config(crl, workdir, cer.root_cert), rehearsal=True, rehearsal_dir=workdir)
+    say("    batch-keys ceremony: the OTP batch KEK and seal signer on the issuing token")
+    keys = batch_keys.run(
+        _other_config(batch_keys, workdir, cer.root_cert), rehearsal=True, rehearsal_dir=workdir
+    )
+    summary.root_cert, summary.ica_cert, summary.transcript = cer.root_cert, ica2.ica_cert, cer.transcript
+    summary.transcripts = {
+        "intermediate": ica2.transcript,
+        "crl": root_crl.transcript,
+        "batch-keys": keys.transcript,
+    }
+    summary.root_crl, summary.issuing_token_uri = root_crl.crl, token.uri()
     env = token.environ()
     os.environ.update(env)  # the PKCS#11 library in this process reads SOFTHSM2_CONF from here
 
     from pki.hsm import Pkcs11Backend
 
-    ica_cert = x509.load_pem_x509_certificate(cer.ica_cert.read_bytes())
+    ica_cert = x509.load_pem_x509_certificate(ica2.ica_cert.read_bytes())
     root_cert = x509.load_pem_x509_certificate(cer.root_cert.read_bytes())
-    backend = Pkcs11Backend.from_uri(token.uri(cer.ica_key_label))
+    backend = Pkcs11Backend.from_uri(token.uri(ica2.ica_key_label))
     try:
         say(f"2/5 bulk OTP batch of {batch_count} images (native core, HSM-wrapped keys, sealed)")
-        ensure_batch_keys(backend, BATCH_KEK, BATCH_SEAL)
         spec = spec_from_dict(
             {
                 "count": batch_count,
                 "root_cert": str(cer.root_cert),
-                "ica_cert": str(cer.ica_cert),
-                "hsm": {"uri": token.uri(), "kek_label": BATCH_KEK, "signer_label": BATCH_SEAL},
+                "ica_cert": str(ica2.ica_cert),
+                "hsm": {"uri": token.uri(), "kek_label": keys.kek_label, "signer_label": keys.signer_label},
             },
             workdir,
         )
-        batch = build_batch(spec, workdir / "batch", backend)
+        batch = build_batch(spec, workdir / "batch", backend)  # keys from the ceremony: none created here
         summary.batch, summary.batch_images = batch.batch_dir, batch.count
 
-        ica = Issuer(backend, cer.ica_key_label, ica_cert)
+        ica = Issuer(backend, ica2.ica_key_label, ica_cert)
         creds = issue_service_credentials(ica, root_cert, workdir / "tls")
+        summary.ica_crl = workdir / "ica.crl"
+        summary.ica_crl.write_bytes(issue_crl(ica, [], crl_number=1).public_bytes(serialization.Encoding.PEM))
     finally:
         backend.close()
 
-    say("3/5 OEM service on 127.0.0.1 (HTTPS, mutual TLS, SQLite)")
+    say("3/5 OEM service on 127.0.0.1 (HTTPS, mutual TLS, SQLite), on the issuing token only")
+    check_service_token(str(token.uri(ica2.ica_key_label)), cer.root_cert)  # as `nusec serve` does
     config = ServiceConfig(
-        hsm_uri=token.uri(cer.ica_key_label),
+        hsm_uri=token.uri(ica2.ica_key_label),
         root_cert=cer.root_cert,
-        ica_cert=cer.ica_cert,
+        ica_cert=ica2.ica_cert,
         tls_cert=creds.server_cert,
         tls_key=creds.server_key,
         db_url=f"sqlite:///{workdir / 'service.db'}",

@@ -60,11 +60,19 @@ def template_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this new file instead of stdout.")
     ] = None,
+    kind: Annotated[
+        str,
+        typer.Option("--type", help="root | intermediate | crl | batch-keys (restore uses the root file)."),
+    ] = "root",
 ) -> None:
-    """Print a commented example config (it validates as-is; edit names, labels and outputs)."""
-    from ceremony.config import template
+    """Print a commented example config of a ceremony type (it validates as-is).
 
-    text = template()
+    Example: nusec ceremony template --type intermediate -o ica-2.yaml
+    """
+    from ceremony.kinds import template
+
+    with _one_line_errors(False):
+        text = template(kind)
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -78,39 +86,70 @@ def template_cmd(
 @app.command("validate")
 def validate_cmd(
     config: Annotated[Path, typer.Argument(help="The ceremony YAML file.")],
+    rehearsal: Annotated[
+        bool,
+        typer.Option("--rehearsal", help="Allow duty conflicts (one person in two roles): rehearsals only."),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check the YAML file completely (schema, names, outputs folder absent) without touching the HSM."""
-    from ceremony.config import load_config
+    """Check the YAML file completely (schema, names, duties, clock vs dates, outputs folder
+    absent) without touching the HSM."""
+    from datetime import UTC, datetime
+
+    from ceremony.config import check_clock, check_clock_near, check_duties
     from ceremony.errors import OutputExistsError
+    from ceremony.kinds import load
 
     with _one_line_errors(json_out):
-        loaded = load_config(config)
-        cfg = loaded.config
+        any_loaded = load(config)
+        cfg = any_loaded.config
+        if any_loaded.type == "root":
+            any_loaded.loaded.check_duties(rehearsal=rehearsal)
+            check_clock(cfg, datetime.now(UTC))
+        else:
+            check_duties(cfg.ceremony, [], rehearsal=rehearsal)
+            if any_loaded.type == "intermediate":
+                check_clock_near(cfg.ica.validity()[0], datetime.now(UTC), "ica.not_before")
+            if any_loaded.type == "crl":
+                check_clock_near(cfg.crl.dates()[0], datetime.now(UTC), "crl.this_update")
         if cfg.outputs.directory.exists():
             raise OutputExistsError(
                 f"output folder {cfg.outputs.directory} already exists; the run would refuse"
             )
-    summary = {
+    summary: dict[str, Any] = {
         "ok": True,
+        "type": any_loaded.type,
         "config": str(config),
-        "config_sha256": loaded.sha256,
-        "token_label": cfg.hsm.token_label,
-        "module": str(cfg.hsm.module),
-        "root_key_label": cfg.root.key_label,
-        "ica_key_label": cfg.ica.key_label,
-        "custodians": len(cfg.backup.custodians),
-        "threshold": cfg.backup.threshold,
+        "config_sha256": any_loaded.loaded.sha256,
         "outputs": str(cfg.outputs.directory),
     }
+    if any_loaded.type == "root":
+        summary.update(
+            {
+                "token_label": cfg.hsm.token_label,
+                "issuing_token_label": cfg.issuing_hsm.token_label,
+                "module": str(cfg.hsm.module),
+                "duty_conflicts": cfg.duty_conflicts(),
+                "root_key_label": cfg.root.key_label,
+                "ica_key_label": cfg.ica.key_label,
+                "custodians": len(cfg.backup.custodians),
+                "threshold": cfg.backup.threshold,
+            }
+        )
     if json_out:
         typer.echo(json.dumps(summary))
-    else:
+    elif any_loaded.type == "root":
         typer.echo(
-            f"ok: {config} (sha256 {loaded.sha256[:16]}...): token '{cfg.hsm.token_label}', "
+            f"ok: {config} (sha256 {any_loaded.loaded.sha256[:16]}...): root token '{cfg.hsm.token_label}', "
+            f"issuing token '{cfg.issuing_hsm.token_label}', "
             f"keys '{cfg.root.key_label}'/'{cfg.ica.key_label}', "
             f"{cfg.backup.threshold}-of-{len(cfg.backup.custodians)} shares, "
             f"outputs -> {cfg.outputs.directory}"
+        )
+    else:
+        typer.echo(
+            f"ok: {any_loaded.type} ceremony {config} (sha256 {any_loaded.loaded.sha256[:16]}...),"
+            f" outputs -> {cfg.outputs.directory}"
         )
 
 
@@ -141,33 +180,130 @@ def run_cmd(
     ] = None,
     reuse: Annotated[
         bool,
-        typer.Option("--reuse", help="Use CA keys that already exist on the token (after an interruption)."),
+        typer.Option(
+            "--reuse",
+            help="Take back the keys of this config's own interrupted run (checked against its journal).",
+        ),
     ] = False,
+    witness_acks: Annotated[
+        str | None,
+        typer.Option(
+            "--witness-acks",
+            help="Witnesses confirm each step with their initials: '-' prompts on the terminal; a FILE"
+            " supplies the answers one per line, in prompt order (scripted rehearsals).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the ceremony: keys, certificates, chain, custodian backup, signed transcript."""
-    from ceremony.config import load_config
-    from ceremony.run import run_ceremony
+    """Run the ceremony: keys, certificates, chain, custodian backup, signed transcript.
+
+    Example: nusec ceremony run ceremony.yaml --witness-acks -
+    """
+    from ceremony import batch_keys, crl, intermediate
+    from ceremony.kinds import load
+    from ceremony.run import fingerprint_lines, run_ceremony
 
     if rehearsal_dir is not None and not rehearsal:
         fail("--rehearsal-dir needs --rehearsal", json_out)
     with _one_line_errors(json_out):
-        loaded = load_config(config)
-        result = run_ceremony(
-            loaded,
-            rehearsal=rehearsal,
-            reuse=reuse,
-            rehearsal_dir=rehearsal_dir,
-            show_share=_print_share,
-            say=_say(json_out),
-        )
+        any_loaded = load(config)
+        other: Any = None
+        if any_loaded.type == "intermediate":
+            other = intermediate.run(
+                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
+            )
+        elif any_loaded.type == "crl":
+            other = crl.run(
+                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
+            )
+        elif any_loaded.type == "restore":
+            from ceremony.restore import run_restore
+
+            other = run_restore(
+                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
+            )
+        elif any_loaded.type == "batch-keys":
+            other = batch_keys.run(
+                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
+            )
+        else:
+            loaded = any_loaded.loaded
+            result = run_ceremony(
+                loaded,
+                rehearsal=rehearsal,
+                reuse=reuse,
+                rehearsal_dir=rehearsal_dir,
+                show_share=_print_share,
+                acknowledge=_witness_prompt(loaded.config.ceremony.witnesses, witness_acks, json_out),
+                say=_say(json_out),
+            )
+    if other is not None:
+        if json_out:
+            typer.echo(json.dumps({"ok": True, "type": any_loaded.type, **other.as_dict()}))
+        else:
+            typer.echo(f"{any_loaded.type} ceremony complete: outputs in {other.output_dir}")
+            typer.echo(f"verify with: nusec ceremony verify {other.transcript}")
+        return
     if json_out:
         typer.echo(json.dumps({"ok": True, **result.as_dict()}))
     else:
         kind = "rehearsal" if rehearsal else "ceremony"
         typer.echo(f"{kind} complete: outputs in {result.output_dir}")
-        typer.echo(f"root certificate SHA-256: {result.root_cert_sha256}")
+        for line in fingerprint_lines(result.root_spki_sha256, result.root_cert_sha256):
+            typer.echo(line)
         typer.echo(f"verify with: nusec ceremony verify {result.transcript}")
+
+
+#: What the witnesses are shown before they confirm a step.
+_SHOWN = (
+    "label",
+    "token_label",
+    "spki_sha256",
+    "cert_sha256",
+    "kek_check",
+    "config_sha256",
+    "root_spki_sha256",
+)
+
+
+def _witness_prompt(
+    witnesses: list[str], source: str | None, json_out: bool
+) -> Callable[[str, Any], dict[str, str]] | None:
+    """The run's ``acknowledge`` callback: each witness types their initials per step, at the
+    terminal (``-``) or from a file of answers (one per line, in prompt order)."""
+    import re
+
+    from ceremony.errors import CeremonyError
+
+    if source is None:
+        return None
+    if source == "-":
+        answers = None
+    else:
+        try:
+            answers = iter(Path(source).read_text(encoding="utf-8").splitlines())
+        except OSError as exc:
+            fail(f"--witness-acks {source}: {exc.strerror}", json_out)
+
+    def acknowledge(step: str, shown: Any) -> dict[str, str]:
+        facts = ", ".join(f"{k} {shown[k]}" for k in _SHOWN if isinstance(shown.get(k), str))
+        typer.echo(f"--- step '{step}' done: {facts or 'see above'}", err=True)
+        acks: dict[str, str] = {}
+        for name in witnesses:
+            prompt = f"{name}, type your initials to confirm step '{step}': "
+            if answers is None:
+                answer = input(prompt)
+            else:
+                typer.echo(prompt, err=True, nl=False)
+                answer = next(answers, "")
+                typer.echo(answer, err=True)
+            answer = answer.strip()
+            if not re.fullmatch(r"[A-Za-z][A-Za-z.-]{0,7}", answer):
+                raise CeremonyError(f"witness {name!r} did not acknowledge step '{step}' (initials expected)")
+            acks[name] = answer
+        return acks
+
+    return acknowledge
 
 
 @app.command("verify")
@@ -182,6 +318,7 @@ def verify_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Check the transcript's hash chain, the root key's closing signature, and the outputs on disk."""
+    from ceremony.run import fingerprint_lines
     from ceremony.transcript import verify_transcript
 
     with _one_line_errors(json_out):
@@ -194,9 +331,33 @@ def verify_cmd(
             f"ok: {report.kind} transcript{rehearsal}, {report.lines} lines, chain and signature valid, "
             f"{len(report.outputs_checked)} outputs match"
         )
-        typer.echo(f"signed by root key SPKI SHA-256 {report.signer_spki_sha256}")
+        signer = "seal signer" if report.kind == "batch-keys" else "root key"
+        for line in fingerprint_lines(report.signer_spki_sha256, report.root_cert_sha256, signer):
+            typer.echo(line)
         if root_cert is None:
-            typer.echo("compare that fingerprint with the one the witnesses recorded (or pass --root-cert)")
+            typer.echo(
+                "compare these fingerprints with the ones the witnesses recorded (or pass --root-cert)"
+            )
+
+
+@app.command("report")
+def report_cmd(
+    transcript: Annotated[Path, typer.Argument(help="A ceremony transcript (.jsonl) that verifies.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The new HTML file to write.")],
+    root_cert: Annotated[
+        Path | None, typer.Option("--root-cert", help="Pin the signer to this root certificate (PEM).")
+    ] = None,
+) -> None:
+    """Write the printable report (HTML): fingerprints, steps, acknowledgements, signature lines.
+
+    Example: nusec ceremony report ceremony-out/transcript.jsonl -o report.html
+    """
+    from ceremony.outputs import write_atomic
+    from ceremony.report import render_report
+
+    with _one_line_errors(False):
+        write_atomic(output, render_report(transcript, root_cert=root_cert).encode("utf-8"))
+    typer.echo(f"wrote {output}")
 
 
 @app.command("restore")

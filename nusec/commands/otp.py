@@ -128,9 +128,11 @@ def build(
     with _errors(json_out):
         from nusec.otp_batch import build_batch, ensure_batch_keys, load_spec
         from pki.hsm.pkcs11 import open_backend
+        from pki.hsm.preflight import require as require_role
 
         batch_spec = load_spec(spec)
         with open_backend(batch_spec.hsm.uri) as backend:
+            require_role(backend, "batch")  # the module can do a batch, before the first write
             if create_hsm_keys:
                 ensure_batch_keys(backend, batch_spec.hsm.kek_label, batch_spec.hsm.signer_label)
             with _progress("building", not (no_progress or json_out)) as cb:

@@ -13,10 +13,11 @@ API: docs/service-api.md, or GET /openapi.json.
 
 \b
 Needs (checked before anything starts):
-- --hsm-uri: pkcs11: URI of the ICA key; the token also holds the
-  per-board keys. Example:
-  pkcs11:token=nusec-oem;object=ica (module: SoftHSM2 unless
-  module-path= is given)
+- --hsm-uri: pkcs11: URI of the ICA key on the online issuing token
+  (it also holds the per-board keys; a token holding a root key is
+  refused). Example:
+  pkcs11:token=nusec-issuing;object=nusec-ica (module: SoftHSM2
+  unless module-path= is given)
 - HSM PIN: env NUSEC_HSM_PIN (or NUSEC_HSM_PIN_FILE, or pin-source=
   in the URI). Never on the command line.
 - --root-cert, --ica-cert: RootCA and ICA certificates (PEM), from
@@ -119,6 +120,7 @@ def command(
     ] = "info",
 ) -> None:
     from pki.errors import PkiError
+    from pki.hsm.roles import check_service_token
     from pki.service.config import ConfigError, ServiceConfig
     from pki.service.server import serve
 
@@ -145,6 +147,8 @@ def command(
         refusals_per_minute=refusals_per_minute,
     )
     try:
+        config.validate()
+        check_service_token(hsm_uri, root_cert)  # the root key stays offline (docs/ceremony.md)
         serve(config, log_level=log_level)
     except (ConfigError, PkiError) as exc:
         typer.echo(f"nusec serve: {exc}", err=True)

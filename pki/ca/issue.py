@@ -41,6 +41,10 @@ class Issuer:
     backend: KeyBackend
     key_label: str
     certificate: x509.Certificate
+    #: Where relying parties find this CA's CRL (CRL distribution point) and its certificate
+    #: (AIA caIssuers); put into every certificate it issues when set.
+    crl_url: str | None = None
+    issuer_url: str | None = None
 
     def check(self) -> Issuer:
         """Verify the HSM key matches the certificate and that it is a CA; return self."""
@@ -83,6 +87,8 @@ def _build(
     not_before: dt.datetime,
     not_after: dt.datetime,
     serial: int,
+    crl_url: str | None = None,
+    issuer_url: str | None = None,
 ) -> x509.CertificateBuilder:
     builder = (
         x509.CertificateBuilder()
@@ -107,6 +113,14 @@ def _build(
         builder = builder.add_extension(
             x509.ExtendedKeyUsage(list(profile.extended_key_usage)), critical=False
         )
+    if crl_url:
+        dp = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([dp]), critical=False)
+    if issuer_url:
+        aia = x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(issuer_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([aia]), critical=False)
     if san:
         # RFC 5280 4.2.1.6: critical when the subject is empty.
         builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=len(subject) == 0)
@@ -138,8 +152,15 @@ def issue_certificate(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     serial: int | None = None,
+    crl_url: str | None = None,
+    issuer_url: str | None = None,
+    lint_log: list[tuple[str, str]] | None = None,
 ) -> x509.Certificate:
     """Issue one certificate of ``profile``, signed by HSM key ``key_label``.
+
+    ``crl_url``/``issuer_url``: the issuer's CRL distribution point and AIA caIssuers URL.
+    ``lint_log`` receives every non-error lint finding as ``("before"|"after", finding)``: the
+    throwaway-key copy's and the signed certificate's (the ceremony transcript records both).
 
     ``issuer_certificate`` None means self-signed (then ``public_key`` must be the HSM key's
     own public key). Validity defaults to now-5min .. profile validity (clamped to the issuer's
@@ -179,10 +200,12 @@ def issue_certificate(
         not_before=start,
         not_after=end,
         serial=serial if serial is not None else random_serial(),
+        crl_url=crl_url,
+        issuer_url=issuer_url,
     )
     # 1. throwaway-key copy: same TBS, linted before the real key signs anything.
     draft = builder.sign(throwaway_signing_key(), hashes.SHA256())
-    require_clean_certificate(draft, f"{profile.name} certificate (pre-signing copy)")
+    before = require_clean_certificate(draft, f"{profile.name} certificate (pre-signing copy)")
     # 2. the real signature, made in the HSM over SHA-256(TBS).
     tbs = draft.tbs_certificate_bytes
     cert = x509.load_der_x509_certificate(assemble_signed(tbs, sign_tbs(backend, key_label, tbs)))
@@ -190,7 +213,10 @@ def issue_certificate(
         signer_public.verify(cert.signature, tbs, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise CaError(f"HSM signature by {key_label!r} does not verify") from None
-    require_clean_certificate(cert, f"{profile.name} certificate")
+    after = require_clean_certificate(cert, f"{profile.name} certificate")
+    if lint_log is not None:
+        lint_log.extend(("before", str(f)) for f in before)
+        lint_log.extend(("after", str(f)) for f in after)
     return cert
 
 
@@ -204,6 +230,7 @@ def create_root_certificate(
     *,
     validity: dt.timedelta | None = None,
     not_before: dt.datetime | None = None,
+    lint_log: list[tuple[str, str]] | None = None,
 ) -> x509.Certificate:
     """Self-signed RootCA certificate (CA, pathLen 1) for HSM key ``key_label``."""
     start = not_before or (_now() - BACKDATE)
@@ -216,6 +243,7 @@ def create_root_certificate(
         public_key=backend.public_key(key_label),
         not_before=start,
         not_after=start + (validity or profiles.ROOT_CA.validity or dt.timedelta(days=9125)),
+        lint_log=lint_log,
     )
 
 
@@ -225,9 +253,11 @@ def issue_ica_certificate(
     subject: x509.Name,
     *,
     validity: dt.timedelta | None = None,
+    not_before: dt.datetime | None = None,
+    lint_log: list[tuple[str, str]] | None = None,
 ) -> x509.Certificate:
-    """ICA certificate (CA, pathLen 0) signed by the RootCA key."""
-    start = _now() - BACKDATE
+    """ICA certificate (CA, pathLen 0) signed by the RootCA key; carries the root's CRL DP/AIA."""
+    start = not_before or (_now() - BACKDATE)
     end = None if validity is None else min(start + validity, root.certificate.not_valid_after_utc)
     return issue_certificate(
         backend=root.backend,
@@ -238,6 +268,9 @@ def issue_ica_certificate(
         public_key=ica_public_key,
         not_before=start,
         not_after=end,
+        crl_url=root.crl_url,
+        issuer_url=root.issuer_url,
+        lint_log=lint_log,
     )
 
 
@@ -260,6 +293,8 @@ def issue_board_certificate(
         subject=profiles.board_subject(uid, organization),
         public_key=public_key,
         serial=serial,
+        crl_url=ica.crl_url,
+        issuer_url=ica.issuer_url,
     )
 
 
@@ -289,6 +324,8 @@ def issue_server_certificate(
         san=san,
         not_before=start,
         not_after=None if validity is None else min(start + validity, ica.certificate.not_valid_after_utc),
+        crl_url=ica.crl_url,
+        issuer_url=ica.issuer_url,
     )
 
 
@@ -312,4 +349,6 @@ def issue_operator_certificate(
         public_key=public_key,
         not_before=start,
         not_after=None if validity is None else min(start + validity, ica.certificate.not_valid_after_utc),
+        crl_url=ica.crl_url,
+        issuer_url=ica.issuer_url,
     )

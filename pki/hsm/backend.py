@@ -21,9 +21,10 @@ Wrapping (backup and bulk OTP):
 
 - ``generate_aes_kek`` makes a non-extractable AES-256 KEK inside the token. ``trusted=True``
   sets ``CKA_TRUSTED`` (needs the security-officer PIN), which is the only kind of KEK that may
-  wrap keys generated with ``KeyPolicy.wrap_with_trusted`` (RootCA/ICA).
-- ``import_aes_kek`` brings a KEK in from its value (the ceremony's restore of a KEK rebuilt
-  from custodian shares); ``trusted=True`` likewise needs the SO PIN.
+  wrap keys generated with ``KeyPolicy.wrap_with_trusted`` (RootCA/ICA). A trusted KEK is
+  always a session object (never written to the token; gone when the backend closes).
+- ``import_aes_kek`` brings a KEK in from its value (the ceremony's backup, and the restore of
+  a KEK rebuilt from custodian shares); ``trusted=True`` likewise needs the SO PIN.
 - ``wrap_private_key`` / ``unwrap_private_key``: AES key wrap with padding (RFC 5649,
   CKM_AES_KEY_WRAP_PAD) of an EC private key.
 - ``wrap_bytes`` / ``unwrap_bytes`` / ``unwrap_to_key``: AES key wrap with padding of secret
@@ -68,11 +69,37 @@ class KeyPolicy:
     extractable: bool = False
     wrap_with_trusted: bool = False
     derive: bool = False
+    #: ``CKA_MODIFIABLE``/``CKA_COPYABLE`` false: no attribute can be loosened later, no copy made.
+    frozen: bool = False
 
     @classmethod
     def ca_key(cls) -> KeyPolicy:
-        """RootCA/ICA: may leave the token only wrapped by a trusted KEK."""
-        return cls(extractable=True, wrap_with_trusted=True)
+        """RootCA/ICA: may leave the token only wrapped by a trusted KEK; attributes frozen."""
+        return cls(extractable=True, wrap_with_trusted=True, frozen=True)
+
+    def required(self) -> dict[str, bool]:
+        """Private-key attributes (PKCS#11 names without ``CKA_``) a key must read back with to
+        be accepted under this policy: set by the template, or implied by generation in the HSM
+        (``LOCAL``, ``ALWAYS_SENSITIVE``, ``NEVER_EXTRACTABLE``)."""
+        extractable = self.extractable or self.wrap_with_trusted
+        need = {
+            "TOKEN": True,
+            "PRIVATE": True,
+            "SENSITIVE": True,
+            "ALWAYS_SENSITIVE": True,
+            "LOCAL": True,
+            "SIGN": True,
+            "EXTRACTABLE": extractable,
+            "DERIVE": self.derive,
+        }
+        if not extractable:
+            need["NEVER_EXTRACTABLE"] = True
+        if self.wrap_with_trusted:
+            need["WRAP_WITH_TRUSTED"] = True
+        if self.frozen:
+            need["MODIFIABLE"] = False
+            need["COPYABLE"] = False
+        return need
 
 
 @dataclass(frozen=True)

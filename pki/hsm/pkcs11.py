@@ -14,9 +14,10 @@ Why it looks like this:
   closed (their next call raises ``HsmError``).
 - Marking a KEK trusted (``CKA_TRUSTED``) needs a security-officer login, which PKCS#11 allows
   only when no user is logged in: the shared session is closed, an SO session creates the KEK
-  as a public (``CKA_PRIVATE`` false) token object, and the user session is re-opened. Session
-  objects (ephemeral pairs, derived keys) made before that are gone; their handles raise
-  ``HsmError``.
+  as a public (``CKA_PRIVATE`` false) *session* object, then that same session is logged out
+  and the user logged in (``security_officer_then_user``). The KEK is never a token object, so
+  it is never written to the token's storage. Private session objects (ephemeral pairs, derived
+  keys) made before the switch are gone; their handles raise ``HsmError``.
 - Error messages name the operation and the PKCS#11 error class, never a PIN.
 - Speed: SoftHSM2's object search is linear in the token's objects, so the private-key object
   and the public key of each label used for signing are cached per token session (cleared on
@@ -26,6 +27,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import hmac
 import os
@@ -195,6 +197,40 @@ class _TokenSession:
                 except p11e.PKCS11Error:
                     pass
 
+    def security_officer_then_user(self, so_pin: str, action: Callable[[Any], _T]) -> _T:
+        """Run ``action(so_session)`` with the SO logged in, then log the *same* session out and
+        the user in, and keep it as the shared session.
+
+        Why: a trusted KEK must be made by the SO (only the SO may set ``CKA_TRUSTED``) but used
+        by the user (only the user sees the private CA keys), and it must never be a token object
+        (SoftHSM2 writes public token objects in clear). A public session object made by the SO
+        survives ``C_Logout`` (PKCS#11 destroys only *private* session objects then), so it stays
+        usable by the user in this session and vanishes, never written, when the session ends."""
+        with self.lock:
+            with _mapped("closing the user session"):
+                self.session.close()
+            self.generation += 1
+            self.signer_cache.clear()
+            self.public_cache.clear()
+            try:
+                with _mapped(f"security-officer login to token {self.token_label!r}"):
+                    so_session = self.token.open(rw=True, so_pin=so_pin)
+            except BaseException:
+                self.session = self._open_user()
+                raise
+            try:
+                result = action(so_session)
+                _relogin_as_user(self.module_path, so_session.handle, self._pin, self.token_label)
+            except BaseException:
+                try:
+                    so_session.close()
+                except p11e.PKCS11Error:
+                    pass
+                self.session = self._open_user()
+                raise
+            self.session = so_session
+            return result
+
     def as_security_officer(self, so_pin: str, action: Callable[[Any], _T]) -> _T:
         """Run ``action(so_session)`` with the SO logged in, then log the user back in."""
         with self.lock:
@@ -213,6 +249,66 @@ class _TokenSession:
                         so_session.close()
             finally:
                 self.session = self._open_user()
+
+
+#: CKA_APPLICATION of the ceremony's on-token records.
+RECORD_APPLICATION = "nusec"
+
+#: Boolean attributes read back from private keys (names as in PKCS#11, without ``CKA_``).
+KEY_BOOL_ATTRIBUTES = (
+    "TOKEN",
+    "PRIVATE",
+    "MODIFIABLE",
+    "COPYABLE",
+    "DESTROYABLE",
+    "SENSITIVE",
+    "ALWAYS_SENSITIVE",
+    "EXTRACTABLE",
+    "NEVER_EXTRACTABLE",
+    "LOCAL",
+    "WRAP_WITH_TRUSTED",
+    "ALWAYS_AUTHENTICATE",
+    "SIGN",
+    "SIGN_RECOVER",
+    "DECRYPT",
+    "UNWRAP",
+    "DERIVE",
+)
+
+
+def read_bool_attributes(obj: Any) -> dict[str, bool | None]:
+    """``KEY_BOOL_ATTRIBUTES`` of one object; an attribute the module lacks reads as None."""
+    out: dict[str, bool | None] = {}
+    for name in KEY_BOOL_ATTRIBUTES:
+        try:
+            out[name] = bool(obj[getattr(Attribute, name)])
+        except (p11e.AttributeTypeInvalid, p11e.AttributeSensitive, p11e.FunctionFailed, KeyError):
+            out[name] = None
+    return out
+
+
+_CKU_USER = 1
+_CKR_OK = 0
+_CKR_USER_NOT_LOGGED_IN = 0x101
+
+
+def _relogin_as_user(module_path: str, session_handle: int, pin: str, token_label: str) -> None:
+    """``C_Logout`` then ``C_Login(CKU_USER)`` on one open session (python-pkcs11 has no call for
+    it), through the same loaded module (``dlopen`` of the same path shares its state)."""
+    native = ctypes.CDLL(module_path)
+    logout = native.C_Logout
+    logout.argtypes = [ctypes.c_ulong]
+    logout.restype = ctypes.c_ulong
+    login = native.C_Login
+    login.argtypes = [ctypes.c_ulong, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_ulong]
+    login.restype = ctypes.c_ulong
+    rv = logout(session_handle)
+    if rv not in (_CKR_OK, _CKR_USER_NOT_LOGGED_IN):
+        raise HsmError(f"security-officer logout on token {token_label!r} failed: CKR 0x{rv:08X}")
+    raw = pin.encode()
+    rv = login(session_handle, _CKU_USER, raw, len(raw))
+    if rv != _CKR_OK:
+        raise HsmError(f"logging the user back in to token {token_label!r} failed: CKR 0x{rv:08X}")
 
 
 @dataclass(eq=False)
@@ -245,6 +341,11 @@ class Pkcs11Backend:
         self.module_path = module_path
         self.token_label = token_label
         self._finalizer = weakref.finalize(self, Pkcs11Backend._release, shared)
+
+    @property
+    def has_so_pin(self) -> bool:
+        """Whether this backend was given the security-officer PIN (trusted KEKs need it)."""
+        return bool(self._so_pin)
 
     @classmethod
     def from_uri(cls, uri: str | Pkcs11Uri) -> Pkcs11Backend:
@@ -345,38 +446,11 @@ class Pkcs11Backend:
                 raise DuplicateKeyError(
                     f"a key with id {key_id.hex()} already exists on token {self.token_label!r}"
                 )
-            extractable = policy.extractable or policy.wrap_with_trusted
             tmp_id = key_id if key_id is not None else secrets.token_bytes(20)
-            params = session.create_domain_parameters(
-                KeyType.EC, {Attribute.EC_PARAMS: _P256_PARAMS}, local=True
-            )
-            pub, priv = params.generate_keypair(
-                store=True,
-                label=label,
-                id=tmp_id,
-                public_template={
-                    Attribute.TOKEN: True,
-                    Attribute.PRIVATE: False,
-                    Attribute.VERIFY: True,
-                    Attribute.ENCRYPT: False,
-                    Attribute.WRAP: False,
-                    Attribute.DERIVE: False,
-                },
-                private_template={
-                    Attribute.TOKEN: True,
-                    Attribute.PRIVATE: True,
-                    Attribute.SENSITIVE: True,
-                    Attribute.EXTRACTABLE: extractable,
-                    Attribute.WRAP_WITH_TRUSTED: policy.wrap_with_trusted,
-                    Attribute.SIGN: True,
-                    Attribute.DECRYPT: False,
-                    Attribute.UNWRAP: False,
-                    Attribute.DERIVE: policy.derive,
-                },
-            )
+            pub, priv = self._generate_pair(session, label, tmp_id, policy, what)
             public_key = _public_from_point(bytes(pub[Attribute.EC_POINT]))
             final_id = tmp_id
-            if key_id is None:
+            if key_id is None and not policy.frozen:
                 final_id = key_id_of(public_key)
                 try:
                     priv[Attribute.ID] = final_id
@@ -384,6 +458,159 @@ class Pkcs11Backend:
                 except p11e.PKCS11Error:
                     final_id = tmp_id  # module does not let CKA_ID change; keep the random id
             return KeyPairInfo(label=label, key_id=final_id, public_key=public_key)
+
+    @staticmethod
+    def _pair_templates(policy: KeyPolicy, tight: bool) -> tuple[dict[Attribute, Any], dict[Attribute, Any]]:
+        """Public and private templates. The *policy* attributes are always set; ``tight`` also
+        switches off capabilities the policy does not need (ENCRYPT, WRAP, DECRYPT, UNWRAP,
+        DERIVE). Without ``tight`` those are left to the module (``pkcs11.DEFAULT``), because
+        some modules (tpm2-pkcs11) dispute them when they are set explicitly."""
+        off: Any = False if tight else pkcs11.DEFAULT
+        public: dict[Attribute, Any] = {
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: False,
+            Attribute.VERIFY: True,
+            Attribute.ENCRYPT: off,
+            Attribute.WRAP: off,
+            Attribute.DERIVE: off,
+        }
+        private: dict[Attribute, Any] = {
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: policy.extractable or policy.wrap_with_trusted,
+            Attribute.SIGN: True,
+            Attribute.SIGN_RECOVER: off,
+            Attribute.DECRYPT: off,
+            Attribute.UNWRAP: off,
+            Attribute.DERIVE: True if policy.derive else off,
+        }
+        if policy.wrap_with_trusted:
+            private[Attribute.WRAP_WITH_TRUSTED] = True
+        if policy.frozen:
+            for template in (public, private):
+                template[Attribute.MODIFIABLE] = False
+                template[Attribute.COPYABLE] = False
+        return public, private
+
+    def _generate_pair(
+        self, session: Any, label: str, key_id: bytes, policy: KeyPolicy, what: str
+    ) -> tuple[Any, Any]:
+        """Generate with the tight template; if the module disputes it, once more with the policy
+        attributes only. Either way the result is read back by the caller, not trusted."""
+        params = session.create_domain_parameters(KeyType.EC, {Attribute.EC_PARAMS: _P256_PARAMS}, local=True)
+        for tight in (True, False):
+            public, private = self._pair_templates(policy, tight)
+            try:
+                pair: tuple[Any, Any] = params.generate_keypair(
+                    store=True, label=label, id=key_id, public_template=public, private_template=private
+                )
+                return pair
+            except (
+                p11e.TemplateInconsistent,
+                p11e.AttributeValueInvalid,
+                p11e.AttributeTypeInvalid,
+                p11e.GeneralError,  # tpm2-pkcs11: "User specified and TPM specified attr mismatch"
+            ):
+                if not tight:
+                    raise
+        raise HsmError(f"{what}: unreachable")  # pragma: no cover
+
+    def key_attributes(self, label: str) -> dict[str, bool | None]:
+        """Every boolean attribute of the private key ``label`` as the token reports it (None:
+        the module does not have that attribute). Recorded in transcripts as read, not as meant."""
+        what = f"reading the attributes of key {label!r}"
+        with self._session(what) as session:
+            priv = self._one(session, label, ObjectClass.PRIVATE_KEY, what)
+            return read_bool_attributes(priv)
+
+    # --- what is on the token (transcripts, preflight, role checks) ---
+
+    def token_info(self) -> dict[str, str]:
+        """Library and token identity as the module reports it (CK_INFO, CK_TOKEN_INFO)."""
+        with self._session("reading token information"):
+            tok = self._shared.token
+            with _Library.lock:
+                lib = _Library.get(self.module_path)
+
+            def text(value: Any) -> str:
+                return (
+                    value.decode(errors="replace").strip() if isinstance(value, bytes) else str(value).strip()
+                )
+
+            return {
+                "library": self.module_path,
+                "library_manufacturer": text(lib.manufacturer_id),
+                "library_description": text(lib.library_description),
+                "library_version": ".".join(str(v) for v in lib.library_version),
+                "cryptoki_version": ".".join(str(v) for v in lib.cryptoki_version),
+                "token_label": text(tok.label),
+                "token_manufacturer": text(tok.manufacturer_id),
+                "token_model": text(tok.model),
+                "token_serial": text(tok.serial),
+                "token_hardware_version": ".".join(str(v) for v in tok.hardware_version),
+                "token_firmware_version": ".".join(str(v) for v in tok.firmware_version),
+            }
+
+    def mechanisms(self) -> set[str]:
+        """Names of the mechanisms the token's slot offers (``CKM_`` dropped, as python-pkcs11)."""
+        with self._session("listing mechanisms"):
+            names: set[str] = set()
+            for mech in self._shared.token.slot.get_mechanisms():
+                names.add(mech.name if isinstance(mech, Mechanism) else f"0x{int(mech):08X}")
+            return names
+
+    def inventory(self) -> list[dict[str, Any]]:
+        """Every object the user session sees (token and session objects): class, label, id,
+        whether it is a token object, and for private and secret keys their boolean attributes.
+        Never a value."""
+        rows: list[dict[str, Any]] = []
+        with self._session("listing the token's objects") as session:
+            for obj in session.get_objects():
+                cls = obj[Attribute.CLASS]
+                row: dict[str, Any] = {
+                    "class": cls.name if isinstance(cls, ObjectClass) else str(cls),
+                    "label": str(obj[Attribute.LABEL]),
+                    "token": bool(obj[Attribute.TOKEN]),
+                }
+                try:
+                    row["id"] = bytes(obj[Attribute.ID]).hex()
+                except (p11e.AttributeTypeInvalid, KeyError):
+                    row["id"] = None
+                if cls in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY):
+                    row["attributes"] = read_bool_attributes(obj)
+                rows.append(row)
+        return sorted(rows, key=lambda r: (r["class"], r["label"], r["id"] or ""))
+
+    def put_record(self, label: str, value: bytes) -> None:
+        """Store a public, unmodifiable ``CKO_DATA`` token object (application ``nusec``): the
+        ceremony's on-token record of what it finished. Refuses a label that exists."""
+        what = f"writing record {label!r}"
+        with self._session(what) as session:
+            if list(session.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label})):
+                raise DuplicateKeyError(
+                    f"a record labelled {label!r} already exists on token {self.token_label!r}"
+                )
+            session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.DATA,
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: False,
+                    Attribute.MODIFIABLE: False,
+                    Attribute.LABEL: label,
+                    Attribute.APPLICATION: RECORD_APPLICATION,
+                    Attribute.VALUE: value,
+                }
+            )
+
+    def records(self) -> dict[str, bytes]:
+        """Every ``CKO_DATA`` token object of application ``nusec``: label -> value."""
+        with self._session("reading records") as session:
+            return {
+                str(obj[Attribute.LABEL]): bytes(obj[Attribute.VALUE])
+                for obj in session.get_objects({Attribute.CLASS: ObjectClass.DATA})
+                if str(obj[Attribute.APPLICATION]) == RECORD_APPLICATION
+            }
 
     def find_ec_keypair(self, label: str) -> KeyPairInfo | None:
         what = f"looking up key {label!r}"
@@ -576,6 +803,8 @@ class Pkcs11Backend:
         return template
 
     def _trusted_kek(self, label: str | None, make: Callable[[Any, dict[Attribute, Any]], Any]) -> SecretKey:
+        """A trusted KEK as a *session* object (see ``security_officer_then_user``): it is never
+        written to the token and vanishes when the session closes or the process dies."""
         if not self._so_pin:
             raise HsmError(
                 "a trusted KEK needs the security-officer PIN (NUSEC_HSM_SO_PIN or NUSEC_HSM_SO_PIN_FILE)"
@@ -586,20 +815,18 @@ class Pkcs11Backend:
                 raise DuplicateKeyError(
                     f"a key labelled {name!r} already exists on token {self.token_label!r}"
                 )
-            template = self._kek_template(name, True, True)
-            self._shared.as_security_officer(self._so_pin, lambda so: make(so, template))
-        with self._session("finding the trusted KEK") as session:
-            obj = self._one(session, name, ObjectClass.SECRET_KEY, "finding the trusted KEK")
-            return SecretKey(name, SecretKeyKind.AES, True, _Handle(obj, self._shared.generation))
+            template = self._kek_template(name, False, True)
+            obj = self._shared.security_officer_then_user(self._so_pin, lambda so: make(so, template))
+            return SecretKey(name, SecretKeyKind.AES, False, _Handle(obj, self._shared.generation))
 
     def generate_aes_kek(
         self, label: str | None = None, *, trusted: bool = False, persistent: bool = True, reuse: bool = False
     ) -> SecretKey:
         what = f"generating KEK {label!r}"
+        if trusted:
+            persistent = False  # a trusted KEK is only ever a session object
         if persistent and not label:
             raise HsmError(f"{what}: a persistent KEK needs a label")
-        if trusted and not persistent:
-            raise HsmError(f"{what}: a trusted KEK must be a token object (persistent)")
         if label:
             existing = self.find_secret_key(label)
             if existing is not None:
@@ -610,7 +837,7 @@ class Pkcs11Backend:
                 )
         if trusted:
             return self._trusted_kek(
-                label, lambda so, tpl: so.generate_key(KeyType.AES, 256, store=True, template=tpl)
+                label, lambda so, tpl: so.generate_key(KeyType.AES, 256, store=False, template=tpl)
             )
         with self._session(what) as session:
             obj = session.generate_key(
@@ -625,8 +852,8 @@ class Pkcs11Backend:
         if len(value) != 32:
             raise HsmError(f"{what}: KEK value must be 32 bytes (AES-256)")
         if trusted:
-            persistent = True
-        if persistent and not label and not trusted:
+            persistent = False  # a trusted KEK is only ever a session object
+        if persistent and not label:
             raise HsmError(f"{what}: a persistent KEK needs a label")
 
         def attrs(template: dict[Attribute, Any]) -> dict[Attribute, Any]:
@@ -695,6 +922,28 @@ class Pkcs11Backend:
                     f"a key labelled {label!r} already exists on token {self.token_label!r}"
                 )
             kek_obj = self._secret_obj(session, kek, what)
+            base: dict[Attribute, Any] = {
+                # python-pkcs11 adds every capability flag; a private EC key has no
+                # ENCRYPT/VERIFY/WRAP attribute, so SoftHSM2 refuses them: drop them.
+                Attribute.ENCRYPT: pkcs11.DEFAULT,
+                Attribute.VERIFY: pkcs11.DEFAULT,
+                Attribute.WRAP: pkcs11.DEFAULT,
+                Attribute.SIGN: True,
+                Attribute.SIGN_RECOVER: False,
+                Attribute.DECRYPT: False,
+                Attribute.UNWRAP: False,
+                Attribute.DERIVE: policy.derive,
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: True,
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: policy.extractable or policy.wrap_with_trusted,
+                Attribute.WRAP_WITH_TRUSTED: policy.wrap_with_trusted,
+            }
+            # Frozen policy: MODIFIABLE false. Not COPYABLE too: SoftHSM2 2.6.1's C_UnwrapKey
+            # refuses the pair (AttributeReadOnly) *after* creating a partial object, so asking
+            # would leave debris on the token (tests/pki/test_hsm_pkcs11.py shows it). What was
+            # set is read back by the caller (``key_attributes``), never assumed.
+            extra: dict[Attribute, Any] = {Attribute.MODIFIABLE: False} if policy.frozen else {}
             try:
                 priv = kek_obj.unwrap_key(
                     ObjectClass.PRIVATE_KEY,
@@ -704,22 +953,7 @@ class Pkcs11Backend:
                     id=kid,
                     store=True,
                     mechanism=Mechanism.AES_KEY_WRAP_PAD,
-                    template={
-                        # python-pkcs11 adds every capability flag; a private EC key has no
-                        # ENCRYPT/VERIFY/WRAP attribute, so SoftHSM2 refuses them: drop them.
-                        Attribute.ENCRYPT: pkcs11.DEFAULT,
-                        Attribute.VERIFY: pkcs11.DEFAULT,
-                        Attribute.WRAP: pkcs11.DEFAULT,
-                        Attribute.SIGN: True,
-                        Attribute.DECRYPT: False,
-                        Attribute.UNWRAP: False,
-                        Attribute.DERIVE: policy.derive,
-                        Attribute.TOKEN: True,
-                        Attribute.PRIVATE: True,
-                        Attribute.SENSITIVE: True,
-                        Attribute.EXTRACTABLE: policy.extractable or policy.wrap_with_trusted,
-                        Attribute.WRAP_WITH_TRUSTED: policy.wrap_with_trusted,
-                    },
+                    template={**base, **extra},
                 )
             except p11e.PKCS11Error as exc:
                 err = _hsm_error(what, exc)

@@ -195,8 +195,8 @@ class SoftwareBackend:
     def generate_aes_kek(
         self, label: str | None = None, *, trusted: bool = False, persistent: bool = True, reuse: bool = False
     ) -> SecretKey:
-        if trusted and not persistent:
-            raise HsmError("a trusted KEK must be a token object (persistent)")
+        if trusted:  # as on a token: a trusted KEK is only ever a session object
+            persistent = False
         return self._store_secret(label, persistent, _Secret(os.urandom(32), trusted), reuse)
 
     def import_aes_kek(
@@ -204,8 +204,8 @@ class SoftwareBackend:
     ) -> SecretKey:
         if len(value) != 32:
             raise HsmError("KEK value must be 32 bytes (AES-256)")
-        if trusted:  # as on a token: a trusted KEK is a token object made by the SO
-            persistent = True
+        if trusted:  # as on a token: a trusted KEK is only ever a session object
+            persistent = False
             label = label or f"nusec-kek-{os.urandom(8).hex()}"
         return self._store_secret(label, persistent, _Secret(bytes(value), trusted))
 

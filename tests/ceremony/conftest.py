@@ -29,21 +29,44 @@ def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SoftHsm
     yield SoftHsmDir.create(tmp_path / "hsm")
 
 
-def write_pins(token: SoftHsmToken, folder: Path) -> None:
+def write_pins(token: SoftHsmToken, folder: Path, prefix: str = "") -> None:
     """PIN files for the config's ``{file: ...}`` sources (mode 0600)."""
-    for name, value in (("user.pin", token.pin), ("so.pin", token.so_pin)):
+    for name, value in ((f"{prefix}user.pin", token.pin), (f"{prefix}so.pin", token.so_pin)):
         path = folder / name
         path.write_text(value + "\n")
         path.chmod(0o600)
 
 
-def config_text(token_label: str, *, outputs: str = "out", extra: dict[str, str] | None = None) -> str:
-    """The template, pointed at ``token_label`` with PINs from ``user.pin``/``so.pin`` files."""
+_ISSUING: dict[tuple[Path, str], SoftHsmToken] = {}
+
+
+def issuing_token(token: SoftHsmToken) -> SoftHsmToken:
+    """The issuing (online) token paired with ``token``: ``<label>-iss`` in the same SoftHSM2 dir,
+    made on first use."""
+    key = (token.conf_path, token.label)
+    if key not in _ISSUING:
+        hsm = SoftHsmDir(root=token.conf_path.parent, module_path=token.module_path)
+        _ISSUING[key] = hsm.init_token(f"{token.label}-iss")
+    return _ISSUING[key]
+
+
+def config_text(
+    token_label: str,
+    *,
+    issuing_label: str | None = None,
+    outputs: str = "out",
+    extra: dict[str, str] | None = None,
+) -> str:
+    """The template, pointed at ``token_label`` (root) and ``issuing_label`` (default
+    ``<token_label>-iss``) with PINs from ``user.pin``/``so.pin`` and ``issuing-*.pin`` files."""
     text = (
         template()
         .replace("token_label: nusec-root", f"token_label: {token_label}")
+        .replace("token_label: nusec-issuing", f"token_label: {issuing_label or token_label + '-iss'}")
         .replace("{env: NUSEC_HSM_PIN}", "{file: user.pin}")
         .replace("{env: NUSEC_HSM_SO_PIN}", "{file: so.pin}")
+        .replace("{env: NUSEC_ISSUING_PIN}", "{file: issuing-user.pin}")
+        .replace("{env: NUSEC_ISSUING_SO_PIN}", "{file: issuing-so.pin}")
         .replace("directory: ceremony-out", f"directory: {outputs}")
     )
     for old, new in (extra or {}).items():
@@ -55,6 +78,7 @@ def config_text(token_label: str, *, outputs: str = "out", extra: dict[str, str]
 def write_config(folder: Path, token: SoftHsmToken, **kw: object) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_pins(token, folder)
+    write_pins(issuing_token(token), folder, "issuing-")
     path = folder / "ceremony.yaml"
     path.write_text(config_text(token.label, **kw))  # type: ignore[arg-type]
     return path
@@ -90,6 +114,7 @@ def ca_key_attributes(token: SoftHsmToken, label: str) -> dict[str, bool]:
                 ("sensitive", Attribute.SENSITIVE),
                 ("extractable", Attribute.EXTRACTABLE),
                 ("wrap_with_trusted", Attribute.WRAP_WITH_TRUSTED),
+                ("modifiable", Attribute.MODIFIABLE),
             )
         }
         plain_kek = session.generate_key(KeyType.AES, 256, store=False)

@@ -117,3 +117,89 @@ def test_docs_describe_every_field() -> None:
 
     missing = [f for f in fields(CeremonyConfig, "") if f"`{f}`" not in doc]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("content", "rule"),
+    [
+        (b"s3cret\r\n", "contains a CR"),
+        (b"s3cret \n", "space or tab at its start or end"),
+        (b" s3cret\n", "space or tab at its start or end"),
+        (b"s3cret\nsecond line\n", "more than one line"),
+        (b"s3cret\n\n", "more than one line"),
+        (b"\n", "is empty"),
+    ],
+)
+def test_secret_file_rules_are_enforced_when_read(tmp_path: Path, content: bytes, rule: str) -> None:
+    """Defect 6: a CR or trailing space in a secret file only surfaced at restore."""
+    (tmp_path / "pass.txt").write_bytes(content)
+    text = template().replace("{env: NUSEC_HSM_PIN}", "{file: pass.txt}")
+    cfg = parse_config(text, base_dir=tmp_path).config
+    with pytest.raises(ConfigError, match=rule) as err:
+        cfg.hsm.user_pin.read("hsm.user_pin")
+    assert "s3cret" not in str(err.value) and str(err.value).startswith("hsm.user_pin: file ")
+
+
+def test_secret_env_follows_the_same_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = parse_config(template(), base_dir=tmp_path).config
+    monkeypatch.setenv("NUSEC_HSM_PIN", "pin\r")
+    with pytest.raises(ConfigError, match="environment variable NUSEC_HSM_PIN contains a CR"):
+        cfg.hsm.user_pin.read("hsm.user_pin")
+
+
+@pytest.mark.parametrize(
+    ("edit", "conflict"),
+    [
+        (
+            ('    - "Bob Witness"', '    - "Alice Operator"'),
+            "the operator 'Alice Operator' is also a witness",
+        ),
+        (
+            ('    - "Carol Custodian"', '    - "Alice Operator"'),
+            "the operator 'Alice Operator' is also a custodian",
+        ),
+        (('    - "Carol Custodian"', '    - "Bob Witness"'), "custodian 'Bob Witness' is also a witness"),
+    ],
+)
+def test_duties_must_be_separate_except_in_rehearsal(edit: tuple[str, str], conflict: str) -> None:
+    """Defect 6: the operator could also be a witness and a custodian."""
+    text = template()
+    assert edit[0] in text
+    loaded = parse_config(text.replace(edit[0], edit[1], 1), base_dir=Path("/srv"))
+    assert loaded.config.duty_conflicts() == [conflict]
+    with pytest.raises(ConfigError, match=f"{conflict} .separate duties; allowed only with --rehearsal."):
+        loaded.check_duties(rehearsal=False)
+    loaded.check_duties(rehearsal=True)
+    parse_config(template(), base_dir=Path("/srv")).check_duties(rehearsal=False)
+
+
+def test_validity_dates_come_from_the_config_and_the_clock_must_agree() -> None:
+    """Defect 6: validity dates came from the clock, not from the reviewed config."""
+    import datetime as dt
+
+    from ceremony.config import check_clock
+
+    text = template()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    text = text.replace(f"not_before: {today}", "not_before: 2027-03-01")
+    cfg = parse_config(text, base_dir=Path("/srv")).config
+    assert cfg.root.validity() == (
+        dt.datetime(2027, 3, 1, tzinfo=dt.UTC),
+        dt.datetime(2027, 3, 1, tzinfo=dt.UTC) + dt.timedelta(days=7300),
+    )
+    check_clock(cfg, dt.datetime(2027, 3, 1, 9, 30, tzinfo=dt.UTC))
+    check_clock(cfg, dt.datetime(2027, 2, 28, 1, 0, tzinfo=dt.UTC))
+    for wrong in (dt.datetime(2027, 2, 27, 23, 0, tzinfo=dt.UTC), dt.datetime(2027, 4, 1, tzinfo=dt.UTC)):
+        with pytest.raises(ConfigError, match="check the clock and the reviewed dates"):
+            check_clock(cfg, wrong)
+    head, _, tail = text.replace("validity_days: 3650", "validity_days: 7300").rpartition(
+        "not_before: 2027-03-01"
+    )
+    with pytest.raises(ConfigError, match="inside the root's"):  # the ICA would outlive the root
+        parse_config(head + "not_before: 2027-03-02" + tail, base_dir=Path("/"))
+
+
+def test_root_and_issuing_tokens_must_differ() -> None:
+    text = template().replace("token_label: nusec-issuing", "token_label: nusec-root")
+    with pytest.raises(ConfigError, match="hsm and issuing_hsm must be different tokens"):
+        parse_config(text, base_dir=Path("/srv"))

@@ -25,16 +25,19 @@ def test_default_rehearsal_in_a_workdir_leaves_a_usable_ica(
     result = run_ceremony(default_rehearsal_config(tmp_path), rehearsal=True, rehearsal_dir=tmp_path)
     assert result.output_dir == tmp_path.resolve() / "ceremony"
     assert result.root_cert.is_file() and result.ica_cert.is_file() and result.transcript.is_file()
-    token = result.rehearsal_token
+    token = result.rehearsal_issuing_token
     assert token is not None and token.conf_path.is_file()
     assert os.stat(token.user_pin_file).st_mode & 0o077 == 0
     summary = result.as_dict()
     assert summary["rehearsal_token"]["uri"].startswith("pkcs11:token=nusec-root")
+    assert summary["rehearsal_issuing_token"]["uri"].startswith("pkcs11:token=nusec-issuing")
 
-    # A later stage (the OEM service) reaches the ICA key through the URI alone.
+    # A later stage (the OEM service) reaches the ICA key on the issuing token through the URI
+    # alone; the root key is not on that token.
     monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf_path))
     with Pkcs11Backend.from_uri(token.uri("nusec-ica")) as backend:
         sig = backend.sign_digest("nusec-ica", hashlib.sha256(b"board csr").digest())
+        assert backend.list_labels() == ["nusec-ica"]
     pub = x509.load_pem_x509_certificate(result.ica_cert.read_bytes()).public_key()
     assert isinstance(pub, ec.EllipticCurvePublicKey)
     pub.verify(sig, b"board csr", ec.ECDSA(hashes.SHA256()))

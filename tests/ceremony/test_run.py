@@ -28,11 +28,12 @@ from ceremony.restore import restore_keys
 from ceremony.run import run_ceremony
 from ceremony.transcript import verify_transcript
 from pki.errors import PinIncorrectError, TokenNotFoundError
-from pki.hsm.softhsm import SoftHsmDir
+from pki.hsm.softhsm import SoftHsmDir, SoftHsmToken
 from tests.ceremony.conftest import (
     BIN,
     ca_key_attributes,
     config_text,
+    issuing_token,
     nusec,
     token_objects,
     write_config,
@@ -45,10 +46,12 @@ CA_KEY_ATTRS = {
     "sensitive": True,
     "extractable": True,
     "wrap_with_trusted": True,
+    "modifiable": False,
     "untrusted_kek_can_wrap": False,
     "value_readable": False,
 }
-CA_LABELS = [("PRIVATE_KEY", "nusec-ica"), ("PRIVATE_KEY", "nusec-root-ca")]
+ROOT_LABELS = [("PRIVATE_KEY", "nusec-root-ca")]
+ICA_LABELS = [("PRIVATE_KEY", "nusec-ica")]
 
 
 def _private_keys(objs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -129,15 +132,27 @@ def test_rehearsal_through_the_cli_end_to_end(tmp_path: Path) -> None:
     assert res.stderr.strip() == f"error: {transcript}: hash chain broken at line 5 (line 4 was changed)"
 
 
+def _restore_config(folder: Path, root: SoftHsmToken, issuing: SoftHsmToken, **kw: object) -> Path:
+    """A restore config in ``folder`` naming fresh root and issuing target tokens."""
+    write_pins(root, folder)
+    write_pins(issuing, folder, "issuing-")
+    path = folder / f"restore-{root.label}.yaml"
+    path.write_text(config_text(root.label, issuing_label=issuing.label, **kw))  # type: ignore[arg-type]
+    return path
+
+
 def test_real_token_ceremony_then_restore_from_m_shares(softhsm: SoftHsmDir, tmp_path: Path) -> None:
     token = softhsm.init_token("oem-root")
     cfg_path = write_config(tmp_path / "cfg", token)
+    issuing = issuing_token(token)
     loaded = load_config(cfg_path)
     result = run_ceremony(loaded)
     assert result.output_dir == tmp_path / "cfg" / "out" and not result.rehearsal
-    assert _private_keys(token_objects(token)) == CA_LABELS  # KEK destroyed, nothing else left
-    for label in ("nusec-root-ca", "nusec-ica"):
-        assert ca_key_attributes(token, label) == CA_KEY_ATTRS, label
+    # Separate tokens: the root key only on the root token, the ICA key only on the issuing token.
+    assert _private_keys(token_objects(token)) == ROOT_LABELS  # KEK gone, nothing else left
+    assert _private_keys(token_objects(issuing)) == ICA_LABELS
+    assert ca_key_attributes(token, "nusec-root-ca") == CA_KEY_ATTRS
+    assert ca_key_attributes(issuing, "nusec-ica") == CA_KEY_ATTRS
     assert verify_transcript(result.transcript, root_cert=result.root_cert).kind == "ceremony"
     assert [p.name for p in result.share_files] == [
         "01-carol-custodian.txt",
@@ -147,25 +162,32 @@ def test_real_token_ceremony_then_restore_from_m_shares(softhsm: SoftHsmDir, tmp
     assert all(p.stat().st_mode & 0o077 == 0 for p in result.share_files)
     # Nothing secret in the transcript: no share words, no PIN.
     text = result.transcript.read_text()
-    assert token.pin not in text and token.so_pin not in text
+    assert token.pin not in text and token.so_pin not in text and issuing.pin not in text
     words = result.share_files[0].read_text().splitlines()[-1]
     assert words not in text and words.split()[3] + " " + words.split()[4] not in text
 
-    # Restore into a fresh token from shares 1 and 3 (M = 2).
-    fresh = softhsm.init_token("oem-restore")
-    write_pins(fresh, tmp_path / "cfg")
-    restore_cfg = cfg_path.with_name("restore.yaml")
-    restore_cfg.write_text(config_text("oem-restore"))
+    # Restore into fresh tokens from shares 1 and 3 (M = 2).
+    fresh, fresh_iss = softhsm.init_token("oem-restore"), softhsm.init_token("oem-restore-iss")
+    restore_cfg = _restore_config(tmp_path / "cfg", fresh, fresh_iss)
     restored = restore_keys(
         load_config(restore_cfg),
         result.output_dir,
         [result.share_files[0], result.share_files[2]],
         tmp_path / "restore-out",
     )
-    assert _private_keys(token_objects(fresh)) == CA_LABELS
-    assert ca_key_attributes(fresh, "nusec-root-ca") == CA_KEY_ATTRS  # restored with the same policy
+    assert _private_keys(token_objects(fresh)) == ROOT_LABELS
+    assert _private_keys(token_objects(fresh_iss)) == ICA_LABELS
+    restored_attrs = ca_key_attributes(fresh, "nusec-root-ca")
+    assert restored_attrs == CA_KEY_ATTRS  # restored with the same policy
     report = verify_transcript(restored.transcript, root_cert=result.root_cert)
     assert report.kind == "restore" and report.steps[-1] == "close"
+    unwrap = [json.loads(x) for x in restored.transcript.read_text().splitlines()][2]["data"]
+    assert unwrap["root"]["attributes_read"]["MODIFIABLE"] is False  # as read, after the unwrap
+    assert unwrap["root"]["attributes_read"]["COPYABLE"] is True  # SoftHSM2 2.6.1 (docs: Limits)
+    from pki.hsm.roles import root_keys_on_token
+
+    with fresh.open_backend(with_so_pin=False) as restored_root:
+        assert root_keys_on_token(restored_root) == ["nusec-root-ca"]  # `nusec serve` refuses it
 
     # The restored root key signs; the root certificate's public key (and OpenSSL) verify it.
     from pki.hsm.pkcs11 import Pkcs11Backend
@@ -194,10 +216,9 @@ def test_real_token_ceremony_then_restore_from_m_shares(softhsm: SoftHsmDir, tmp
     )
     assert ok.returncode == 0 and "Verified OK" in ok.stdout
 
-    # M-1 shares: refused before any HSM action; nothing written, the token stays empty.
-    third = softhsm.init_token("oem-restore-2")
-    write_pins(third, tmp_path / "cfg")
-    restore_cfg.write_text(config_text("oem-restore-2"))
+    # M-1 shares: refused before any HSM action; nothing written, the tokens stay empty.
+    third, third_iss = softhsm.init_token("oem-restore-2"), softhsm.init_token("oem-restore-2-iss")
+    restore_cfg = _restore_config(tmp_path / "cfg", third, third_iss)
     with pytest.raises(BackupError, match="need 2 shares, got 1"):
         restore_keys(load_config(restore_cfg), result.output_dir, [result.share_files[1]], tmp_path / "r2")
     assert not (tmp_path / "r2").exists()
@@ -210,9 +231,8 @@ def test_real_token_ceremony_then_restore_from_m_shares(softhsm: SoftHsmDir, tmp
             load_config(restore_cfg), result.output_dir, [result.share_files[0], foreign], tmp_path / "r2"
         )
     assert _private_keys(token_objects(third)) == []
-    # Restoring again into a token that already holds the keys is refused.
-    write_pins(fresh, tmp_path / "cfg")
-    restore_cfg.write_text(config_text("oem-restore"))
+    # Restoring again into tokens that already hold the keys is refused.
+    restore_cfg = _restore_config(tmp_path / "cfg", fresh, fresh_iss)
     with pytest.raises(KeyExistsError, match="restore needs a fresh token"):
         restore_keys(
             load_config(restore_cfg), result.output_dir, list(result.share_files[:2]), tmp_path / "r3"
@@ -220,26 +240,34 @@ def test_real_token_ceremony_then_restore_from_m_shares(softhsm: SoftHsmDir, tmp
     assert not (tmp_path / "r3").exists()
 
 
+def test_mistyped_share_word_is_reported_before_membership(softhsm: SoftHsmDir, tmp_path: Path) -> None:
+    """Defect 6: a mistyped word was reported as "not one of this ceremony's shares"."""
+    token = softhsm.init_token("oem-root")
+    result = run_ceremony(load_config(write_config(tmp_path, token)))
+    target, target_iss = softhsm.init_token("oem-r"), softhsm.init_token("oem-r-iss")
+    restore_cfg = load_config(_restore_config(tmp_path, target, target_iss))
+    words = result.share_files[1].read_text().splitlines()[-1].split()
+    swapped = tmp_path / "swapped.txt"  # two words exchanged: every word valid, checksum fails
+    swapped.write_text(" ".join([*words[:5], words[6], words[5], *words[7:]]) + "\n")
+    with pytest.raises(BackupError, match=r"swapped\.txt: the SLIP-39 checksum check fails"):
+        restore_keys(restore_cfg, result.output_dir, [result.share_files[0], swapped], tmp_path / "r")
+    typo = tmp_path / "typo.txt"
+    typo.write_text(" ".join([*words[:4], words[4] + "x", *words[5:]]) + "\n")
+    with pytest.raises(BackupError, match=r"typo\.txt: word 5 .* is not a SLIP-39 word"):
+        restore_keys(restore_cfg, result.output_dir, [result.share_files[0], typo], tmp_path / "r")
+    assert _private_keys(token_objects(target)) == [] and not (tmp_path / "r").exists()
+
+
 def test_passphrase_protected_shares(
     softhsm: SoftHsmDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token = softhsm.init_token("oem-root")
     monkeypatch.setenv("SHARE_PASS", "correct horse battery")
-    cfg = write_config(
-        tmp_path,
-        token,
-        extra={"# passphrase: {env: NUSEC_SHARE_PASSPHRASE}": "passphrase: {env: SHARE_PASS}"},
-    )
+    passphrase = {"# passphrase: {env: NUSEC_SHARE_PASSPHRASE}": "passphrase: {env: SHARE_PASS}"}
+    cfg = write_config(tmp_path, token, extra=passphrase)
     result = run_ceremony(load_config(cfg))
-    fresh = softhsm.init_token("oem-restore")
-    write_pins(fresh, tmp_path)
-    restore_cfg = tmp_path / "restore.yaml"
-    restore_cfg.write_text(
-        config_text(
-            "oem-restore",
-            extra={"# passphrase: {env: NUSEC_SHARE_PASSPHRASE}": "passphrase: {env: SHARE_PASS}"},
-        )
-    )
+    fresh, fresh_iss = softhsm.init_token("oem-restore"), softhsm.init_token("oem-restore-iss")
+    restore_cfg = _restore_config(tmp_path, fresh, fresh_iss, extra=passphrase)
     monkeypatch.setenv("SHARE_PASS", "wrong")
     with pytest.raises(RestoreError, match="do not rebuild this ceremony's KEK"):
         restore_keys(
@@ -248,13 +276,15 @@ def test_passphrase_protected_shares(
     assert not (tmp_path / "r").exists() and _private_keys(token_objects(fresh)) == []
     monkeypatch.setenv("SHARE_PASS", "correct horse battery")
     restore_keys(load_config(restore_cfg), result.output_dir, list(result.share_files[1:]), tmp_path / "r")
-    assert _private_keys(token_objects(fresh)) == CA_LABELS
+    assert _private_keys(token_objects(fresh)) == ROOT_LABELS
+    assert _private_keys(token_objects(fresh_iss)) == ICA_LABELS
 
 
 def test_interrupted_run_is_rerun_with_reuse_without_duplicate_keys(
     softhsm: SoftHsmDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token = softhsm.init_token("oem-root")
+    issuing = issuing_token(token)
     loaded = load_config(write_config(tmp_path, token))
     out_dir = loaded.config.outputs.directory
 
@@ -268,24 +298,27 @@ def test_interrupted_run_is_rerun_with_reuse_without_duplicate_keys(
         run_ceremony(loaded)
     monkeypatch.undo()
     assert not out_dir.exists() and not (tmp_path / ".out.partial").exists()  # nothing half-written
-    assert _private_keys(token_objects(token)) == CA_LABELS  # keys made before the interruption
+    assert _private_keys(token_objects(token)) == ROOT_LABELS  # keys made before the interruption
+    assert _private_keys(token_objects(issuing)) == ICA_LABELS
 
-    with pytest.raises(KeyExistsError, match=r"already exists on token 'oem-root'.*--reuse"):
+    with pytest.raises(KeyExistsError, match=r"already exists on its token.*--reuse"):
         run_ceremony(loaded)
     assert not out_dir.exists()
-    # As if a run had been killed between importing the backup KEK and destroying it.
+    # A token object under the KEK label (not ours: our KEKs are session objects) is destroyed.
     with token.open_backend() as backend:
         backend.generate_aes_kek("nusec-ceremony-kek", persistent=True)
     assert ("SECRET_KEY", "nusec-ceremony-kek") in token_objects(token)
 
     result = run_ceremony(loaded, reuse=True)
     assert set(result.reused_keys) == {"nusec-root-ca", "nusec-ica"}
-    assert _private_keys(token_objects(token)) == CA_LABELS  # still one of each, no KEK left
+    assert _private_keys(token_objects(token)) == ROOT_LABELS  # still one of each, no KEK left
+    assert _private_keys(token_objects(issuing)) == ICA_LABELS
     report = verify_transcript(result.transcript)
     first = json.loads(result.transcript.read_text().splitlines()[0])
     assert first["data"]["existing_keys"] == ["nusec-root-ca", "nusec-ica"]
-    assert first["data"]["stale_kek_destroyed"] is True
+    assert first["data"]["stale_kek_destroyed_on"] == ["oem-root"]
     assert report.steps[-1] == "close"
+    assert not (tmp_path / ".out.journal.json").exists()  # a finished run leaves no journal
 
 
 def test_killed_cli_run_leaves_nothing_published_and_reruns_with_reuse(
@@ -319,7 +352,7 @@ def test_killed_cli_run_leaves_nothing_published_and_reruns_with_reuse(
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "out").exists()
     assert (tmp_path / ".out.partial" / "transcript.jsonl").exists()  # stale staging, never published
-    assert _private_keys(token_objects(token)) == CA_LABELS
+    assert _private_keys(token_objects(token)) == ROOT_LABELS
 
     res = nusec("ceremony", "run", str(cfg), env=env)
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "--reuse" in res.stderr
@@ -328,9 +361,11 @@ def test_killed_cli_run_leaves_nothing_published_and_reruns_with_reuse(
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert sorted(summary["reused_keys"]) == ["nusec-ica", "nusec-root-ca"]
     assert not (tmp_path / ".out.partial").exists()
-    assert _private_keys(token_objects(token)) == CA_LABELS  # one of each, no KEK left
+    assert _private_keys(token_objects(token)) == ROOT_LABELS  # one of each, no KEK left
     first = json.loads((tmp_path / "out" / "transcript.jsonl").read_text().splitlines()[0])
-    assert first["data"]["stale_staging_removed"] is True
+    destroyed = first["data"]["stale_staging_destroyed"]
+    assert "transcript.jsonl" in [f["file"] for f in destroyed["files"]]
+    assert len(destroyed["backups"]) == 1 and len(destroyed["backups"][0]["share_sha256"]) == 3
     assert nusec("ceremony", "verify", str(tmp_path / "out" / "transcript.jsonl")).returncode == 0
 
 
@@ -342,7 +377,14 @@ def test_wrong_pin_is_one_line_and_writes_nothing(softhsm: SoftHsmDir, tmp_path:
     assert res.returncode == 1
     assert res.stderr == "error: logging in to token 'oem-root': the token refused the PIN\n"
     assert "not-the-pin" not in res.stderr + res.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ceremony.yaml", "hsm", "so.pin", "user.pin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ceremony.yaml",
+        "hsm",
+        "issuing-so.pin",
+        "issuing-user.pin",
+        "so.pin",
+        "user.pin",
+    ]
 
 
 def test_wrong_so_pin_stops_before_any_key_is_made(softhsm: SoftHsmDir, tmp_path: Path) -> None:

@@ -122,3 +122,59 @@ def test_demo_refuses_a_foreign_nonempty_folder(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert "not a previous demo folder" in res.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_full_rehearsal_separate_tokens_and_crls(demo: dict[str, object]) -> None:
+    """The issue's "Done when" rehearsal, as `make demo` runs it: root -> intermediate on the
+    issuing token -> root CRL -> batch keys -> service on the issuing token only -> boards ->
+    batch built without --create-hsm-keys; checked by openssl -crl_check_all and `verify`."""
+    import os
+
+    import pkcs11
+
+    transcripts = demo["transcripts"]
+    assert isinstance(transcripts, dict) and sorted(transcripts) == ["batch-keys", "crl", "intermediate"]
+    for kind, path in transcripts.items():
+        res = subprocess.run([str(BIN / "nusec"), "ceremony", "verify", path], capture_output=True, text=True)
+        assert res.returncode == 0 and res.stdout.startswith(f"ok: {kind} transcript (REHEARSAL)"), res.stderr
+    boards = demo["boards"]
+    assert isinstance(boards, list)
+    res = subprocess.run(
+        ["openssl", "verify", "-crl_check_all", "-CAfile", str(demo["root_cert"]), "-untrusted",
+         str(demo["ica_cert"]), "-CRLfile", str(demo["root_crl"]), "-CRLfile", str(demo["ica_crl"]),
+         *[b["board_cert"] for b in boards]],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0 and res.stdout.count(": OK") == len(boards), res.stdout + res.stderr
+    # The token the service and the batch used holds the new ICA and the batch keys, never the root.
+    softhsm = Path(str(demo["workdir"])) / "softhsm"
+    os.environ["SOFTHSM2_CONF"] = str(softhsm / "softhsm2.conf")
+    lib = pkcs11.lib("/usr/lib/softhsm/libsofthsm2.so")
+    lib.reinitialize()
+    pin = (softhsm / "issuing-user.pin").read_text().strip()
+    with lib.get_token(token_label="nusec-issuing").open(user_pin=pin) as session:
+        labels = {
+            str(o[pkcs11.Attribute.LABEL])
+            for o in session.get_objects({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY})
+        }
+    lib.reinitialize()
+    assert {"nusec-ica", "nusec-ica-2", "nusec-batch-seal"} <= labels and "nusec-root-ca" not in labels
+    # A production-style `nusec otp build` on that token, without --create-hsm-keys.
+    workdir = Path(str(demo["workdir"]))
+    spec = workdir / "prod-batch.yaml"
+    spec.write_text(
+        f"count: 8\nlayout_version: 1\nroot_cert: {demo['root_cert']}\nica_cert: {demo['ica_cert']}\n"
+        f'hsm: {{uri: "pkcs11:token=nusec-issuing?pin-source=file:{softhsm / "issuing-user.pin"}",'
+        " kek_label: nusec-batch-kek, signer_label: nusec-batch-seal}\nchunk_size: 4\n"
+    )
+    res = subprocess.run(
+        [str(BIN / "nusec"), "otp", "build", str(spec), "--out", str(workdir / "prod-batch"),
+         "--no-progress", "--json"],
+        capture_output=True, text=True, check=False, timeout=300,
+        env={**os.environ, "SOFTHSM2_CONF": str(softhsm / "softhsm2.conf")},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = subprocess.run(
+        [str(BIN / "nusec"), "otp", "verify", str(workdir / "prod-batch")], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 from pkcs11 import Attribute, ObjectClass
+from pkcs11 import exceptions as p11e
 
 from pki.errors import (
     DuplicateKeyError,
@@ -185,7 +186,7 @@ def test_ca_key_needs_trusted_kek(backend: Pkcs11Backend) -> None:
     private = serialization.load_der_private_key(pkcs8, None)
     assert isinstance(private, ec.EllipticCurvePrivateKey)
     assert private.public_key() == info.public_key
-    # The earlier session KEK handle survives the security-officer re-login (token object).
+    # The earlier KEK handle (a token object) survives the security-officer re-login.
     backend.wrap_bytes(plain_kek, b"still usable 16b")
     backend.destroy_secret_key(trusted)
     assert backend.find_secret_key("trusted-kek") is None
@@ -401,3 +402,89 @@ def test_wrong_so_pin_leaves_user_session_working(token: SoftHsmToken) -> None:
         assert "wrong-so-pin" not in str(err.value)
         assert b.find_secret_key("t") is None
         verify(b.public_key("before"), b.sign_digest("before", DIGEST))
+
+
+def _token_bytes(hsm_dir: SoftHsmDir) -> bytes:
+    """Every byte of every file under the SoftHSM2 token directory."""
+    return b"".join(p.read_bytes() for p in sorted(hsm_dir.token_dir.rglob("*")) if p.is_file())
+
+
+def test_trusted_kek_is_a_session_object_never_written_to_the_token_dir(
+    hsm_dir: SoftHsmDir, token: SoftHsmToken
+) -> None:
+    """Defect 1: a trusted KEK made as a public token object sat in clear in the token files."""
+    value = os.urandom(32)
+    with token.open_backend() as b:
+        b.generate_ec_keypair("root", policy=KeyPolicy.ca_key())
+        kek = b.import_aes_kek(value, "backup-kek", trusted=True)
+        assert not kek.persistent
+        assert value not in _token_bytes(hsm_dir)  # while it exists and is in use
+        wrapped = b.wrap_private_key("root", kek)
+        assert aes_key_unwrap_with_padding(value, wrapped)[0] == 0x30
+        assert value not in _token_bytes(hsm_dir)
+        assert b.find_secret_key("backup-kek") is not None  # visible to this session only
+        assert "backup-kek" not in b.list_labels()  # not a token object
+        generated = b.generate_aes_kek("proof", trusted=True)
+        assert not generated.persistent
+        b.destroy_secret_key(generated)
+    with token.open_backend() as b:  # a new session: the KEK is gone with the old one
+        assert b.find_secret_key("backup-kek") is None
+
+
+def test_ca_key_attributes_read_back_frozen(backend: Pkcs11Backend) -> None:
+    """Defect 6: CA keys were MODIFIABLE and COPYABLE; the read-back is what the token says."""
+    backend.generate_ec_keypair("root", policy=KeyPolicy.ca_key())
+    attrs = backend.key_attributes("root")
+    for name_, want in KeyPolicy.ca_key().required().items():
+        assert attrs[name_] is want, name_
+    assert attrs["DECRYPT"] is False and attrs["UNWRAP"] is False and attrs["SIGN_RECOVER"] is False
+    plain = backend.generate_ec_keypair("plain")
+    assert backend.key_attributes("plain")["MODIFIABLE"] is True  # only CA keys are frozen
+    assert plain.key_id == hashlib.sha1(plain.public_point).digest()
+
+
+def test_softhsm_unwrap_refuses_modifiable_and_copyable_false_together(backend: Pkcs11Backend) -> None:
+    """The module fact behind restore's template: C_UnwrapKey with both MODIFIABLE and COPYABLE
+    false fails with AttributeReadOnly and leaves a partial object behind, so restore asks for
+    MODIFIABLE false only (and records COPYABLE as read)."""
+    info = backend.generate_ec_keypair("root", policy=KeyPolicy.ca_key())
+    value = os.urandom(32)
+    kek = backend.import_aes_kek(value, "k", trusted=True)
+    wrapped = backend.wrap_private_key("root", kek)
+    lib = pkcs11.lib(backend.module_path)
+    tok = lib.get_token(token_label=backend.token_label)
+    with tok.open(rw=True) as session:  # login state is shared in-process
+        raw_kek = session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: pkcs11.KeyType.AES,
+                Attribute.TOKEN: False,
+                Attribute.UNWRAP: True,
+                Attribute.VALUE: value,
+            }
+        )
+        before = len(list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})))
+        with pytest.raises(p11e.AttributeReadOnly):
+            raw_kek.unwrap_key(
+                ObjectClass.PRIVATE_KEY,
+                pkcs11.KeyType.EC,
+                wrapped,
+                label="pair",
+                store=True,
+                mechanism=pkcs11.Mechanism.AES_KEY_WRAP_PAD,
+                template={
+                    Attribute.ENCRYPT: pkcs11.DEFAULT,
+                    Attribute.VERIFY: pkcs11.DEFAULT,
+                    Attribute.WRAP: pkcs11.DEFAULT,
+                    Attribute.SENSITIVE: True,
+                    Attribute.MODIFIABLE: False,
+                    Attribute.COPYABLE: False,
+                },
+            )
+        after = len(list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})))
+        assert after == before + 1  # the debris
+    restored = backend.unwrap_private_key(
+        wrapped, kek, "restored", info.public_key, policy=KeyPolicy.ca_key()
+    )
+    attrs = backend.key_attributes(restored.label)
+    assert attrs["MODIFIABLE"] is False and attrs["WRAP_WITH_TRUSTED"] is True and attrs["SENSITIVE"] is True

@@ -85,12 +85,13 @@ class Pki:
 
 
 def make_ca(
-    backend: KeyBackend, root_label: str, ica_label: str, name: str
+    backend: KeyBackend, root_label: str, ica_label: str, name: str, *, ica_backend: KeyBackend | None = None
 ) -> tuple[x509.Certificate, x509.Certificate]:
-    """RootCA and ICA key pairs made in ``backend`` and their certificates (CN ``NAME Root`` and
-    ``NAME ICA``), issued by ``pki.ca``."""
+    """RootCA and ICA key pairs made in ``backend`` (the ICA in ``ica_backend`` if given: the
+    service's token, which must not hold the root key) and their certificates (CN ``NAME Root``
+    and ``NAME ICA``), issued by ``pki.ca``."""
     backend.generate_ec_keypair(root_label)
-    ica_info = backend.generate_ec_keypair(ica_label)
+    ica_info = (ica_backend or backend).generate_ec_keypair(ica_label)
     root_cert = create_root_certificate(
         backend, root_label, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Root")])
     )
@@ -106,9 +107,11 @@ def make_pki(root: Path) -> Pki:
     """RootCA and ICA keys in a fresh SoftHSM2 token; TLS/operator credentials via
     ``pki.service.credentials`` (the helper the demo uses)."""
     root.mkdir(parents=True, exist_ok=True)
-    token = SoftHsmDir.create(root / "hsm").init_token(TOKEN_LABEL)
-    with token.open_backend() as backend:
-        root_cert, ica_cert = make_ca(backend, ROOT_LABEL, ICA_LABEL, "NuSec Test")
+    hsm = SoftHsmDir.create(root / "hsm")
+    token = hsm.init_token(TOKEN_LABEL)
+    offline = hsm.init_token(TOKEN_LABEL + "-root")  # the root key stays off the service's token
+    with token.open_backend() as backend, offline.open_backend() as root_backend:
+        root_cert, ica_cert = make_ca(root_backend, ROOT_LABEL, ICA_LABEL, "NuSec Test", ica_backend=backend)
         creds = issue_service_credentials(
             Issuer(backend, ICA_LABEL, ica_cert),
             root_cert,
