@@ -35,6 +35,11 @@ are refused within --client-revocation-ttl seconds;
 --require-recorded-client-certs also refuses certificates issued
 without --db-url.
 --insecure-dev: plain HTTP, loopback only, every caller admin.
+
+\b
+Exit codes: 0 stopped; 2 a start-up check failed (one line naming
+the setting and file: TLS pair, CA files, DB URL or its folder, HSM
+key, port in use). Nothing is created or migrated before they pass.
 """
 
 
@@ -96,6 +101,7 @@ def command(
     from pki.errors import PkiError
     from pki.service.config import ConfigError, ServiceConfig
     from pki.service.server import serve
+    from pki.service.startup import check_startup
 
     config = ServiceConfig(
         hsm_uri=hsm_uri,
@@ -113,6 +119,7 @@ def command(
         require_recorded_client_certs=require_recorded_client_certs,
     )
     try:
+        check_startup(config)  # every input proven before anything is created or migrated
         serve(config, log_level=log_level)
     except (ConfigError, PkiError) as exc:
         typer.echo(f"nusec serve: {exc}", err=True)
