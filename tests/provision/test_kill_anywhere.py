@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from nucore import otp
 from nusec.provision.client import TlsConfig
@@ -109,6 +110,7 @@ def _result(stdout: str) -> ProvisionResult:
     return ProvisionResult(**{**board, "steps": [StepRecord(**s) for s in board["steps"]]})
 
 
+@pytest.mark.timeout(BUDGET_S + 600)  # the run is bounded by its own budget, not the suite default
 def test_seeded_kill_anywhere(
     service: ServiceHandle, pki_files: Pki, tls: TlsConfig, sim_dir: Path, tmp_path: Path
 ) -> None:
