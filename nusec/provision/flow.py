@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from nucore import otp
@@ -70,6 +71,10 @@ OTP_SB_FIELDS = ("secure_boot_pub", "reserved1", "reserved2", "digest")
 BEFORE_RESET = tuple(s.id for s in STEPS[: [s.id for s in STEPS].index("reset")])
 
 R = TypeVar("R", bound=results.StepResult)
+
+
+class Stale(ProvisionError):
+    """A journal record that no longer holds on the board or for these inputs (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -259,89 +264,111 @@ class BoardRun:
         return True
 
     # -- journal records checked against the board -----------------------------------------------
-    def _confirm(self, step: Step) -> bool:
-        """Does the journal's "done" for ``step`` still hold, on this board, with these inputs?"""
+    def _confirm(self, step: Step) -> str | None:
+        """Why the journal's "done" for ``step`` no longer holds on this board with these inputs
+        (one line naming the file or the entries), or None when it holds."""
         if self.locked:
-            return True  # everything before the lock was proven before it was applied
+            return None  # everything before the lock was proven before it was applied
         fn = getattr(self, f"_confirm_{step.id}", None)
+        if fn is None:
+            return None
         try:
-            return True if fn is None else bool(fn())
-        except (ProvisionError, results.BadRecord, ValueError):
-            return False
+            fn()
+        except Stale as exc:
+            return str(exc)
+        except (ProvisionError, results.BadRecord, ValueError) as exc:
+            return f"its record does not check out ({exc})"
+        return None
 
-    def _confirm_ca_chain(self) -> bool:
+    def _artifact_bytes(self, name: str) -> bytes:
+        raw = self.j.read_artifact(name)
+        if raw is None:
+            raise Stale(f"{self.j.artifact(name)} is missing")
+        return raw
+
+    def _confirm_ca_chain(self) -> None:
         pem = serialization.Encoding.PEM
-        return self.j.read_artifact("root_ca.pem") == self.chain().root.public_bytes(pem) and (
-            self.j.read_artifact("ica.pem") == self.chain().ica.public_bytes(pem)
-        )
+        for name, cert in (("root_ca.pem", self.chain().root), ("ica.pem", self.chain().ica)):
+            if self._artifact_bytes(name) != cert.public_bytes(pem):
+                raise Stale(f"{self.j.artifact(name)} is not the certificate the service answers")
 
-    def _confirm_otp_ca(self) -> bool:
-        return self._entries_hold(self.image(), otp.entries_of(*OTP_CA_FIELDS))
+    def _confirm_otp_ca(self) -> None:
+        self._entries_hold_or_stale(self.image(), OTP_CA_FIELDS)
 
-    def _confirm_keygen(self) -> bool:
+    def _confirm_keygen(self) -> None:
         csr.public_key_from_point(self.record(results.KeyMade).auth_pub)
-        return True
 
-    def _confirm_csr(self) -> bool:
+    def _confirm_csr(self) -> None:
         made = self.record(results.CsrMade)
         if not made.needed:
-            return True
-        raw = self.j.read_artifact("board.csr.pem")
-        return raw is not None and hashlib.sha256(x509.load_pem_x509_csr(raw).public_bytes(
-            serialization.Encoding.DER)).hexdigest() == made.csr_sha256  # fmt: skip
+            return
+        raw = self._artifact_bytes("board.csr.pem")
+        try:
+            der = x509.load_pem_x509_csr(raw).public_bytes(serialization.Encoding.DER)
+        except ValueError:
+            raise Stale(f"{self.j.artifact('board.csr.pem')} is damaged (not a PEM CSR)") from None
+        if hashlib.sha256(der).hexdigest() != made.csr_sha256:
+            raise Stale(f"{self.j.artifact('board.csr.pem')} is not the CSR the board signed")
 
-    def _confirm_certify(self) -> bool:
+    def _confirm_certify(self) -> None:
         cert = self._journal_cert()
-        return certs.sha256_der(cert).hex() == self.record(results.Certified).cert_sha256
+        if certs.sha256_der(cert).hex() != self.record(results.Certified).cert_sha256:
+            raise Stale(f"{self.j.artifact('board_cert.pem')} is not the certificate recorded")
 
-    def _confirm_otp_cert(self) -> bool:
+    def _confirm_otp_cert(self) -> None:
         der = self._journal_cert().public_bytes(serialization.Encoding.DER)
-        return self._entries_hold(self.image(board_cert=der), otp.entries_of(*OTP_CERT_FIELDS))
+        self._entries_hold_or_stale(self.image(board_cert=der), OTP_CERT_FIELDS)
 
-    def _confirm_sb_key(self) -> bool:
+    def _confirm_sb_key(self) -> None:
         xy = self.record(results.SecureBootKey).xy
-        raw = self.j.read_artifact("secure_boot_pub.pem")
-        return raw is not None and certs.xy_of(serialization.load_pem_public_key(raw)) == xy
+        raw = self._artifact_bytes("secure_boot_pub.pem")
+        try:
+            ok = certs.xy_of(serialization.load_pem_public_key(raw)) == xy
+        except (ValueError, UnsupportedAlgorithm, ProvisionError):
+            ok = False
+        if not ok:
+            raise Stale(f"{self.j.artifact('secure_boot_pub.pem')} is damaged or not the key recorded")
 
-    def _confirm_sign_fw(self) -> bool:
+    def _confirm_sign_fw(self) -> None:
         rec = self.record(results.FirmwareSigned)
         if rec.input_sha256 != self.pf.firmware.sha256 or rec.header_size != self.opts.firmware_header_size:
-            self.note(f"--firmware {self.pf.firmware.path} is not the file signed before: signing it again")
-            return False
-        signed = self.j.read_artifact("firmware_signed.bin")
-        if signed is None or hashlib.sha256(signed).hexdigest() != rec.image_sha256:
-            return False
+            raise Stale(f"--firmware {self.pf.firmware.path} is not the file signed before")
+        signed = self._artifact_bytes("firmware_signed.bin")
+        if hashlib.sha256(signed).hexdigest() != rec.image_sha256:
+            raise Stale(
+                f"{self.j.artifact('firmware_signed.bin')} is damaged (SHA-256 differs from the record)"
+            )
         firmware.verify_mcuboot_image(signed, self.record(results.SecureBootKey).xy)
-        return True
 
-    def _confirm_otp_sb_key(self) -> bool:
+    def _confirm_otp_sb_key(self) -> None:
         xy = self.record(results.SecureBootKey).xy
         der = self._journal_cert().public_bytes(serialization.Encoding.DER)
-        image = self.image(secure_boot_xy=xy, board_cert=der)
-        return self._entries_hold(image, otp.entries_of(*OTP_SB_FIELDS))
+        self._entries_hold_or_stale(self.image(secure_boot_xy=xy, board_cert=der), OTP_SB_FIELDS)
 
-    def _confirm_flash_fw(self) -> bool:
-        signed = self.j.read_artifact("firmware_signed.bin")
-        return (
-            signed is not None
-            and hashlib.sha256(signed).hexdigest() == self.record(results.Flashed).image_sha256
-        )
+    def _confirm_flash_fw(self) -> None:
+        signed = self._artifact_bytes("firmware_signed.bin")
+        if hashlib.sha256(signed).hexdigest() != self.record(results.Flashed).image_sha256:
+            raise Stale("the signed image changed since it was flashed")
 
-    def _confirm_lock(self) -> bool:
-        return self.locked
+    def _confirm_lock(self) -> None:
+        raise Stale("the board is not locked")
 
-    def _confirm_reset(self) -> bool:
-        return self.locked
+    _confirm_reset = _confirm_lock
+    _confirm_ecdh = _confirm_lock
 
-    def _confirm_ecdh(self) -> bool:
-        return self.locked
+    def _entries_hold_or_stale(self, image: bytes, fields: tuple[str, ...]) -> None:
+        if not self._entries_hold(image, otp.entries_of(*fields)):
+            raise Stale(f"OTP entries of {', '.join(fields)} do not all hold their values and locks")
 
     def _journal_cert(self) -> x509.Certificate:
-        raw = self.j.read_artifact("board_cert.pem")
-        if raw is None:
-            raise ProvisionError(f"{self.j.artifact('board_cert.pem')} is missing")
+        raw = self._artifact_bytes("board_cert.pem")
         auth = self.record(results.KeyMade).auth_pub
-        return certs.check_board_cert(self.chain(), raw, self.uid, auth)
+        try:
+            return certs.check_board_cert(self.chain(), raw, self.uid, auth)
+        except VerificationError as exc:
+            raise Stale(
+                f"{self.j.artifact('board_cert.pem')} is damaged or not this board's ({exc})"
+            ) from None
 
     # -- recovery of a locked board whose journal was lost ------------------------------------
     def _recover_locked(self) -> None:
@@ -794,7 +821,8 @@ class BoardRun:
 
     def _run_step(self, step: Step) -> None:
         if self.j.is_done(step.id):
-            if self._confirm(step):
+            why = self._confirm(step)
+            if why is None:
                 if any(r.id == step.id for r in self.result.steps):
                     return  # recovered just now
                 self.result.steps.append(StepRecord(step.id, "skipped"))
@@ -804,10 +832,7 @@ class BoardRun:
                     self.result.key_confirmed = True
                 self._ev("step_skip", step.id)
                 return
-            self.note(
-                f"the journal says {step.id} finished, but the board or the inputs disagree: redoing it",
-                step.id,
-            )
+            self.note(f"{step.id} is done again: {why}", step.id)
             self.j.forget(step.id)
         self._ev("step_start", step.id)
         before = self.link.memory.bytes if self.link is not None and self.link.mem is not None else 0
@@ -832,7 +857,7 @@ class BoardRun:
             note = "claimed earlier by this board" if c.claimed else "would be claimed (not claimed)"
             self.note(f"batch image {c.index} of batch {c.batch_id}: {note}")
         for step in STEPS:
-            if self.j.is_done(step.id) and self._confirm(step):
+            if self.j.is_done(step.id) and self._confirm(step) is None:
                 self.result.steps.append(StepRecord(step.id, "skipped"))
                 continue
             detail = step.seed
