@@ -94,6 +94,12 @@ def test_bad_input_tour(service: ServiceHandle, pki_files: Pki, sim_dir: Path, t
         ("garbage CA file", {"--ca": str(garbage)}, 2, f"--ca {garbage}"),
         ("wrong CA", {"--ca": str(other_root)}, 3, "not authenticated by --ca"),
         (
+            "service name not in its certificate",  # its certificate names 127.0.0.1 only
+            {"--server": service.url.replace("127.0.0.1", "localhost")},
+            3,
+            "its name does not match its certificate",
+        ),
+        (
             "client certificate the service refuses",
             {"--client-cert": str(pki_files.rogue_cert), "--client-key": str(pki_files.rogue_key)},
             6,
