@@ -211,6 +211,51 @@ def pack(
     return bytes(ffi.buffer(out))
 
 
+#: An unwritten public key field (all ones, as erased OTP reads).
+BLANK_PUB: Final = b"\xff" * PUB_LEN
+
+
+def assemble(
+    *,
+    root_cert: bytes,
+    root_pub: bytes,
+    ica_cert: bytes,
+    uid: bytes,
+    secure_boot_pub: bytes = BLANK_PUB,
+    board_cert: bytes | None = None,
+) -> bytes:
+    """A board's image from the chain it trusts (RootCA/ICA DER, RootCA key X||Y), its UID and what
+    is known so far: the secure-boot key stays blank until the step that burns it."""
+    from nucore.hashes import sha256
+
+    return pack(
+        root_pub=root_pub,
+        root_cert_sha256=sha256(root_cert),
+        ica_cert_sha256=sha256(ica_cert),
+        secure_boot_pub=secure_boot_pub,
+        uid=uid,
+        ica_cert=ica_cert,
+        board_cert=board_cert,
+    )
+
+
+def with_board_cert(image: bytes, board_cert: bytes) -> bytes:
+    """``image`` with ``board_cert`` (DER) in its board-certificate field, the rest unchanged (the
+    digest leaves that field out, so a bulk image stays valid)."""
+    f = FIELDS["board_cert"]
+    if len(image) != IMAGE_SIZE:
+        raise NativeError(f"OTP: image must be {IMAGE_SIZE} bytes, got {len(image)}")
+    if not 0 < len(board_cert) <= f.size:
+        raise NativeError(f"OTP: board certificate must be 1..{f.size} bytes, got {len(board_cert)}")
+    cert = board_cert + b"\xff" * (f.size - len(board_cert))
+    return image[: f.offset] + cert + image[f.offset + f.size :]
+
+
+def entries_of(*fields: str) -> list[int]:
+    """The entry numbers of ``fields``, sorted (what a writer programs and locks together)."""
+    return sorted(n for name in fields for n in OtpImage.entries(name))
+
+
 def pack_batch(
     *,
     root_pub: bytes,

@@ -30,6 +30,8 @@ HEADER = struct.Struct("<8I")  # magic, version, command, status, req_len, resp_
 PENDING = 0xFFFF_FFFF
 BKPT_OPCODE = 0xBE00
 KS_OTP_SLOTS = 15
+#: KeyStore OTP slot of the board identity key AUTH_PRI_NuLink3 (the flow takes it from here).
+IDENTITY_SLOT = 0
 
 
 class Command(enum.IntEnum):

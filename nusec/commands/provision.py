@@ -1,9 +1,12 @@
 """``nusec provision``: prepare one or more Nu-Link3 boards for the CM, in the seed's order.
 
 Heavy imports (pyocd, httpx, the flow) happen inside the command so ``nusec --help`` stays fast.
-Exit codes (docs/provisioning.md): 0 ok, 1 step failed, 2 usage, 3 verification failed (forged
-or inconsistent answer), 4 board unreachable/locked, 5 OTP conflict, 6 service refused/unreachable.
-With several probes the exit code is the highest of the boards'.
+Before any board is opened, every input is checked and the service authenticated; a failure
+there is one line on stderr and its exit code. Exit codes (docs/provisioning.md): 0 ok, 1 step
+failed (I/O), 2 usage, 3 verification failed (forged or inconsistent answer, service not
+authenticated by --ca, firmware that does not boot), 4 board unreachable or no such probe,
+5 OTP conflict or board tampered, 6 service refused/unreachable. With several probes the exit
+code is the highest of the boards'.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ def command(
     header_size: Annotated[
         int, typer.Option("--header-size", help="MCUboot header size for a raw firmware binary.")
     ] = 0x20,
+    insecure_dev: Annotated[
+        bool,
+        typer.Option("--insecure-dev", help="Allow plain http:// to a loopback service (development only)."),
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Read the board and report what would be written; change nothing."),
@@ -64,12 +71,19 @@ def command(
         bool, typer.Option("--json", help="Print one JSON object (last line) instead of a table.")
     ] = False,
 ) -> None:
-    """Provision boards: register, OTP (CA, certificate, secure-boot key), firmware, lock, ECDH."""
+    """Provision boards: register, OTP (CA, certificate, secure-boot key), firmware, lock, ECDH.
+
+    \b
+    Example:
+      nusec provision --probe sim:b1 --server https://127.0.0.1:8443 \\
+        --firmware fw.bin --ca root-ca.pem \\
+        --client-cert operator.pem --client-key operator.key
+    """
     from rich.console import Console
 
     from nusec.provision.client import TlsConfig
-    from nusec.provision.errors import UsageError
-    from nusec.provision.flow import RunOptions, provision_boards
+    from nusec.provision.errors import ProvisionError
+    from nusec.provision.flow import RunOptions, check_probe_ids, preflight, provision_boards
     from nusec.provision.report import RichReporter, summary_table
 
     ports: dict[str, str] = {}
@@ -78,7 +92,7 @@ def command(
         if not sep or not pid or not port:
             typer.echo(f"error: --uart must be PROBE=PORT, got {item!r}", err=True)
             raise typer.Exit(2)
-        ports[pid] = port
+        ports[normalise(pid)] = port
     opts = RunOptions(
         server_url=server,
         firmware_path=firmware,
@@ -89,19 +103,20 @@ def command(
         dry_run=dry_run,
         uart_ports=ports,
         firmware_header_size=header_size,
+        insecure_dev=insecure_dev,
     )
     try:
-        opts.validate()
-        if len(set(probe)) != len(probe):
-            raise UsageError("the same --probe is given twice")
-    except UsageError as exc:
+        opts.validate()  # local inputs first: nothing on the network, nothing on a board
+        probes = check_probe_ids(probe)
+        checked = preflight(opts)  # then the service, authenticated, before any board is opened
+    except ProvisionError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(exc.exit_code) from None
     if json_out:
-        results = provision_boards(probe, opts)
+        results = provision_boards(probes, opts, checked=checked)
     else:
         with RichReporter() as reporter:
-            results = provision_boards(probe, opts, reporter)
+            results = provision_boards(probes, opts, reporter, checked=checked)
         Console().print(summary_table(results))
         for r in results:
             if r.error:
@@ -110,3 +125,9 @@ def command(
     if json_out:
         typer.echo(json.dumps({"ok": code == 0, "exit_code": code, "boards": [r.to_json() for r in results]}))
     raise typer.Exit(code)
+
+
+def normalise(probe_id: str) -> str:
+    from nusec.provision.link import normalise_probe_id
+
+    return normalise_probe_id(probe_id)

@@ -37,6 +37,11 @@ are refused within --client-revocation-ttl seconds;
 --require-recorded-client-certs also refuses certificates issued
 without --db-url.
 --insecure-dev: plain HTTP, loopback only, every caller admin.
+
+\b
+Exit codes: 0 stopped; 2 a start-up check failed (one line naming
+the setting and file: TLS pair, CA files, DB URL or its folder, HSM
+key, port in use). Nothing is created or migrated before they pass.
 """
 
 
@@ -123,6 +128,7 @@ def command(
     from pki.hsm.roles import check_service_token
     from pki.service.config import ConfigError, ServiceConfig
     from pki.service.server import serve
+    from pki.service.startup import check_startup
 
     config = ServiceConfig(
         hsm_uri=hsm_uri,
@@ -147,7 +153,7 @@ def command(
         refusals_per_minute=refusals_per_minute,
     )
     try:
-        config.validate()
+        check_startup(config)  # every input proven before anything is created or migrated
         check_service_token(hsm_uri, root_cert)  # the root key stays offline (docs/ceremony.md)
         serve(config, log_level=log_level)
     except (ConfigError, PkiError) as exc:

@@ -131,6 +131,19 @@ def check_board_cert(
     return cert
 
 
+def der_prefix(raw: bytes) -> bytes | None:
+    """The complete DER element at the start of ``raw`` (padding after it ignored), or None when
+    ``raw`` does not start with a whole one (e.g. a certificate whose OTP write was cut short).
+    The length is read by asn1crypto's parser, not by hand."""
+    from asn1crypto import parser
+
+    try:
+        _cls, _method, _tag, header, content, _trailer = parser.parse(raw, strict=False)
+    except ValueError:
+        return None
+    return raw[: len(header) + len(content)]
+
+
 def sha256_der(cert: x509.Certificate) -> bytes:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
 

@@ -34,17 +34,14 @@ class TlsConfig:
     ca: Path | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
+        """The client TLS context; ``UsageError`` naming the file at fault."""
+        from nusec.provision.preflight import client_context
+
         if self.ca is None:
             raise UsageError(
                 "--ca is required for HTTPS (the RootCA certificate that issued the service's chain)"
             )
-        try:
-            ctx = ssl.create_default_context(cafile=str(self.ca))
-            if self.client_cert is not None:
-                ctx.load_cert_chain(str(self.client_cert), str(self.client_key) if self.client_key else None)
-        except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"cannot load TLS files: {exc}") from None
-        return ctx
+        return client_context(self.ca, self.client_cert, self.client_key)
 
 
 @dataclass(frozen=True)
@@ -79,14 +76,22 @@ def _problem(resp: httpx.Response) -> str:
 class ServiceClient:
     """One HTTPS connection pool to the service, per board run (thread-confined)."""
 
-    def __init__(self, base_url: str, tls: TlsConfig, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        if base_url.startswith("https://"):
-            verify: ssl.SSLContext | bool = tls.ssl_context()
-        elif base_url.startswith("http://"):
-            verify = False  # only a service started with --insecure-dev on loopback answers plain HTTP
-        else:
-            raise UsageError(f"--server must be an http(s) URL, got {base_url!r}")
-        self.base_url = base_url.rstrip("/")
+    def __init__(
+        self,
+        base_url: str,
+        tls: TlsConfig,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        insecure_dev: bool = False,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        from nusec.provision.preflight import check_server_url
+
+        self.base_url = check_server_url(base_url, insecure_dev=insecure_dev)
+        self.tls = tls
+        verify: ssl.SSLContext | bool = False  # plain HTTP: loopback with --insecure-dev only
+        if self.base_url.startswith("https://"):
+            verify = context if context is not None else tls.ssl_context()
         self._http = httpx.Client(base_url=self.base_url, verify=verify, timeout=timeout)
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -117,11 +122,19 @@ class ServiceClient:
                 method, API + path, json=json_body, content=content, headers=headers, params=params
             )
         except httpx.HTTPError as exc:
-            raise ServiceError(
-                f"service at {self.base_url} unreachable: {type(exc).__name__}: {exc}"
-            ) from None
+            from nusec.provision.preflight import explain_transport_error
+
+            msg = explain_transport_error(exc, self.base_url, self.tls.ca, self.tls.client_cert)
+            if "not authenticated by --ca" in msg:
+                raise VerificationError(msg) from None
+            raise ServiceError(msg) from None
         self.bytes_sent += len(resp.request.content or b"")
         self.bytes_received += len(resp.content)
+        if resp.status_code in (401, 403) and resp.status_code not in ok:
+            raise ServiceError(
+                f"the service refused {method} {path} for this client certificate "
+                f"(--client-cert {self.tls.client_cert}): HTTP {resp.status_code}: {_problem(resp)}"
+            )
         if resp.status_code not in ok:
             raise ServiceError(f"service refused {method} {path}: HTTP {resp.status_code}: {_problem(resp)}")
         return resp
@@ -155,6 +168,28 @@ class ServiceClient:
 
     def status(self, uid: bytes) -> dict[str, Any]:
         return self._obj(self._request("GET", f"/boards/{uid.hex().upper()}").json(), "uid", "state")
+
+    def status_or_none(self, uid: bytes) -> dict[str, Any] | None:
+        """The service's record of the board, or None when it is not registered."""
+        resp = self._request("GET", f"/boards/{uid.hex().upper()}", ok=(200, 404))
+        if resp.status_code == 404:
+            return None
+        return self._obj(resp.json(), "uid", "state")
+
+    def certificate(self, uid: bytes) -> CertAnswer | None:
+        """The board's current certificate as the service holds it (GET), or None."""
+        resp = self._request("GET", f"/boards/{uid.hex().upper()}/certificate", ok=(200, 404))
+        if resp.status_code == 404:
+            return None
+        d = self._obj(resp.json(), "certificate_pem")
+        return CertAnswer(str(d["certificate_pem"]), str(d.get("serial", "")))
+
+    def existing_secure_boot_key(self, uid: bytes) -> SecureBootAnswer | None:
+        """The board's secure-boot public key if the service made (or imported) one (GET), or None."""
+        resp = self._request("GET", f"/boards/{uid.hex().upper()}/secure-boot-key", ok=(200, 404))
+        if resp.status_code == 404:
+            return None
+        return self._sb_answer(resp.json())
 
     def report_step(self, uid: bytes, step: str, detail: str = "") -> None:
         self._post_json(

@@ -45,3 +45,20 @@ class ServiceError(ProvisionError):
     """The OEM service refused a request or could not be reached. Re-running resumes. Exit 6."""
 
     exit_code = 6
+
+
+class DiskError(ProvisionError):
+    """A local file could not be written or read (disk full, permissions); the message names the
+    path. Nothing on the board depends on the write that failed. Exit 1; re-running resumes."""
+
+    exit_code = 1
+
+
+class BoardTampered(OtpConflict):
+    """The board holds material this tool did not put there and the service never certified (a
+    key in the identity slot with no keygen record). Stops before any certificate request. Exit 5."""
+
+
+class FirmwareDidNotBoot(VerificationError):
+    """The signed firmware, read back intact, did not answer after a reset. The board is left
+    unlocked so it can be reflashed with a working image. Exit 3."""

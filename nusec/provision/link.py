@@ -99,26 +99,56 @@ SRAM_BASE = 0x2000_0000
 CPUID_ADDR = 0xE000_ED00
 
 
+SIM_PREFIX = "sim:"
+
+
+def normalise_probe_id(probe_id: str) -> str:
+    """The id as compared: exact, except that the ``sim:`` prefix is case-insensitive."""
+    pid = probe_id.strip()
+    if pid[: len(SIM_PREFIX)].lower() == SIM_PREFIX:
+        return SIM_PREFIX + pid[len(SIM_PREFIX) :]
+    return pid
+
+
+def find_probe(probe_id: str) -> Any:
+    """The one connected pyocd probe whose unique id is exactly ``probe_id`` (normalised).
+
+    pyocd itself matches a unique id as a case-insensitive substring (``e7-b`` would open
+    ``sim:line7-board``); a provisioning tool must never reach a board by a near miss."""
+    from pyocd.probe.aggregator import DebugProbeAggregator
+
+    want = normalise_probe_id(probe_id)
+    if not want:
+        raise BoardUnreachable("an empty --probe id matches no probe")
+    with board_errors(f"looking for probe {want}"):
+        try:
+            probes = DebugProbeAggregator.get_all_connected_probes(unique_id=want)
+        except Exception as exc:  # pyocd: unknown probe type prefix, USB errors
+            if isinstance(exc, transfer_errors()):
+                raise
+            raise BoardUnreachable(f"no probe with unique id {want!r}: {exc}") from None
+    exact = [p for p in probes if normalise_probe_id(str(p.unique_id)) == want]
+    if len(exact) != 1:
+        near = sorted(str(p.unique_id) for p in probes)
+        hint = f" (near misses, not used: {', '.join(near)})" if near else ""
+        raise BoardUnreachable(f"no probe with unique id {want!r}; ids must match exactly{hint}")
+    return exact[0]
+
+
 class SwdLink:
     """A pyocd session on one probe. ``open`` connects; ``close`` always disconnects."""
 
     def __init__(self, probe_id: str) -> None:
-        self.probe_id = probe_id
+        self.probe_id = normalise_probe_id(probe_id)
         self.session: Session | None = None
         self.mem: CountingMemory | None = None
 
     def open(self) -> SwdLink:
-        from pyocd.core.helpers import ConnectHelper
+        from pyocd.core.session import Session
 
         with board_errors(f"connecting to probe {self.probe_id}"), _OPEN_MU:
-            session = ConnectHelper.session_with_chosen_probe(
-                unique_id=self.probe_id,
-                blocking=False,
-                return_first=False,
-                options={"connect_mode": "attach", "resume_on_disconnect": False},
-            )
-            if session is None:
-                raise BoardUnreachable(f"no probe with unique id {self.probe_id!r} (is the board connected?)")
+            probe = find_probe(self.probe_id)
+            session = Session(probe, options={"connect_mode": "attach", "resume_on_disconnect": False})
             session.open()
         self.session = session
         self.mem = CountingMemory(session.target)
@@ -215,7 +245,7 @@ def open_channel(link: SwdLink, probe_id: str, uart_port: str | None = None) -> 
 
     if uart_port:
         return FirmwareChannel(_Channel.open(uart_port))
-    if not probe_id.lower().startswith("sim:"):
+    if not normalise_probe_id(probe_id).startswith(SIM_PREFIX):
         from nusec.provision.errors import UsageError
 
         raise UsageError(f"--uart {probe_id}=PORT is needed to reach the firmware of a real board")

@@ -13,14 +13,13 @@ ISPTRG.ISPGO, wait for ISPGO to clear, check ISPCTL.ISPFF), done over the debugg
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from nusec.provision import appendlog
 from nusec.provision.errors import BoardUnreachable, OtpConflict, ProvisionError
 
 FMC_BASE = 0x4004_4000
@@ -72,24 +71,19 @@ class ProgramLog:
         self.counts: dict[int, int] = {}  # completed PROGRAMs per address
         self.intents: dict[int, int] = {}
         self._mu = threading.Lock()
-        if path is not None and path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+        if path is not None:
+            for rec in appendlog.read_lines(path).records:  # torn/damaged lines are skipped
                 try:
-                    rec = json.loads(line)
                     addr = int(rec["addr"])
                 except (ValueError, KeyError, TypeError):
-                    continue  # a torn last line
+                    continue
                 book = self.counts if rec.get("event") == "done" else self.intents
                 book[addr] = book.get(addr, 0) + 1
 
     def _append(self, addr: int, event: str) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"addr": addr, "event": event}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        appendlog.append_line(self.path, {"addr": addr, "event": event})  # repairs a torn tail first
 
     def intent(self, addr: int) -> None:
         """Record a PROGRAM about to be triggered; refuse an address already burned."""

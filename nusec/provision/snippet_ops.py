@@ -1,10 +1,12 @@
-"""The two things the flow asks of the KeyGen snippet (``nusec.board.snippet``), with the
-provisioning rules on top.
+"""The things the flow asks of the KeyGen snippet (``nusec.board.snippet``), with the provisioning
+rules on top.
 
-Keygen happens once: a resumed run asks the snippet's STATUS whether the identity key's KeyStore
-OTP slot is already used and then only reads its public key, so a second keygen is never
-attempted. The snippet is (re)loaded into SRAM on every call, since SRAM does not survive a power
-cycle or a resumed run. Bytes the snippet client moves are added to the link's probe counter.
+The identity slot comes from the board layer (``nusec.board.snippet.IDENTITY_SLOT``), never
+re-typed here. Whether a key already in that slot may be used is the flow's decision (keygen
+intent in the journal, or a certificate of the service for that very key); this module only
+reports what the board holds and generates on request. The snippet is (re)loaded into SRAM on
+every call, since SRAM does not survive a power cycle or a resumed run. Bytes the snippet client
+moves are added to the link's probe counter.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ if TYPE_CHECKING:
     from nusec.board.snippet import KeyGenSnippet
     from nusec.provision.link import SwdLink
 
-#: KeyStore OTP slot of the identity key AUTH_PRI_NuLink3.
-IDENTITY_SLOT = 0
+
+def identity_slot() -> int:
+    from nusec.board.snippet import IDENTITY_SLOT
+
+    return IDENTITY_SLOT
 
 
 def _loaded(link: SwdLink) -> KeyGenSnippet:
@@ -36,21 +41,33 @@ def _count(link: SwdLink, snippet: KeyGenSnippet) -> None:
     link.memory.bytes += snippet.bytes_sent + snippet.bytes_received
 
 
-def identity_public_key(link: SwdLink) -> bytes:
-    """AUTH_PUB (65-byte SEC1) of the board's identity key, generated on first use only."""
+def existing_identity_key(link: SwdLink) -> bytes | None:
+    """AUTH_PUB (65-byte SEC1) of the key already in the identity slot, or None when it is empty."""
     from nusec.board.snippet import SnippetError
 
     snippet = _loaded(link)
+    slot = identity_slot()
     try:
-        if snippet.status().slot_used(IDENTITY_SLOT):
-            xy = snippet.public_key(IDENTITY_SLOT)
-        else:
-            xy = snippet.keygen(IDENTITY_SLOT)
+        if not snippet.status().slot_used(slot):
+            return None
+        return b"\x04" + snippet.public_key(slot)
     except SnippetError as exc:
         raise ProvisionError(f"KeyGen snippet refused: {exc}") from None
     finally:
         _count(link, snippet)
-    return b"\x04" + xy
+
+
+def generate_identity_key(link: SwdLink) -> bytes:
+    """Generate the identity key in the (empty) identity slot; its AUTH_PUB (65-byte SEC1)."""
+    from nusec.board.snippet import SnippetError
+
+    snippet = _loaded(link)
+    try:
+        return b"\x04" + snippet.keygen(identity_slot())
+    except SnippetError as exc:
+        raise ProvisionError(f"KeyGen snippet refused: {exc}") from None
+    finally:
+        _count(link, snippet)
 
 
 def sign(link: SwdLink, data: bytes) -> bytes:
@@ -59,7 +76,7 @@ def sign(link: SwdLink, data: bytes) -> bytes:
 
     snippet = _loaded(link)
     try:
-        return snippet.sign_cri(data, IDENTITY_SLOT)
+        return snippet.sign_cri(data, identity_slot())
     except SnippetError as exc:
         raise ProvisionError(f"KeyGen snippet refused to sign: {exc}") from None
     finally:
