@@ -12,8 +12,10 @@ or the vector table is unusable. It then sends the fixed BOOT_FAIL frame
 (docs/board-protocol.md) on UART0 and answers every later frame with it.
 
 The image format is MCUboot's (docs/firmware-image.md): 32-byte header with magic 0x96f3b83d,
-payload, optional protected TLV area (magic 0x6908), TLV area (magic 0x6907) with SHA256 (0x10)
-and ECDSA_SIG (0x22, DER). ``imgtool sign --header-size 0x20 --pad-header`` makes such images.
+payload, optional protected TLV area (magic 0x6908), TLV area (magic 0x6907) with SHA256 (0x10),
+KEYHASH (0x01: SHA-256 of the signing key's DER SubjectPublicKeyInfo; when present it must name
+the OTP key, as the host's ``nusec.provision.firmware`` requires) and ECDSA_SIG (0x22, DER).
+``imgtool sign --header-size 0x20 --pad-header`` makes such images.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import weakref
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
@@ -40,6 +42,7 @@ IMAGE_MAGIC = 0x96F3_B83D
 IMAGE_HEADER_MIN = 32
 TLV_INFO_MAGIC = 0x6907
 TLV_PROT_INFO_MAGIC = 0x6908
+TLV_KEYHASH = 0x01
 TLV_SHA256 = 0x10
 TLV_ECDSA_SIG = 0x22
 
@@ -141,6 +144,12 @@ def verify_image(slot: bytes, rotpk_xy: bytes | None) -> VerifiedImage:
     hashes_found = [value for kind, value in records if kind == TLV_SHA256]
     if len(hashes_found) != 1 or hashes_found[0] != digest:
         raise ImageRejected(BootFailReason.BAD_HASH, "SHA-256 TLV missing or different from the image")
+    spki = rotpk.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    keyhashes = [value for kind, value in records if kind == TLV_KEYHASH]
+    if keyhashes and keyhashes[0] != hashlib.sha256(spki).digest():
+        raise ImageRejected(
+            BootFailReason.BAD_KEYHASH, "KEYHASH TLV names another key than the OTP SecureBoot key"
+        )
     sigs = [value for kind, value in records if kind == TLV_ECDSA_SIG]
     if not sigs:
         raise ImageRejected(BootFailReason.NO_SIGNATURE, "no ECDSA-P256 signature TLV")
