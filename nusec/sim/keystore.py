@@ -4,6 +4,10 @@ A key written without METADATA.READABLE can be used by the CRYPTO engine by slot
 never returned by a READ operation, to the CPU or to the debugger: the KEY registers only ever
 hold key bits for a READ of a readable key (and are cleared after every WRITE). There is no other
 path to the slots: they are not on the bus.
+
+Operations take modelled time (``DURATION`` ticks; one tick per peripheral access): STS.BUSY is
+set while one runs, and STS.IF/EIF (and INITDONE after INIT) appear only when it is done. A START
+while BUSY is ignored. The block answers only while CLK_KSCTL.KS0CKEN runs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ OWNER_AES, OWNER_HMAC, OWNER_RSA_EXP, OWNER_RSA_MID, OWNER_ECC, OWNER_CPU = 0, 1
 MEM_SRAM, MEM_FLASH, MEM_OTP = 0, 1, 2
 SIZE_BITS = {0: 128, 1: 163, 2: 192, 3: 224, 4: 233, 5: 255, 6: 256}
 SRAM_BYTES, FLASH_BYTES = 4096, 8192
+DURATION_INIT, DURATION_OP = 16, 4
 
 
 def meta_size(meta: int) -> int:
@@ -78,6 +83,15 @@ class KeyStore(WordDevice):
         self.key = [0] * 8
         self.locked = False
         self.initialised = False
+        self.done_at = 0
+        self._pending: tuple[int, bool] | None = None  # (STS bits, initialised) shown when done
+
+    def _settle(self) -> None:
+        if self._pending is not None and self.board.ticks >= self.done_at:
+            bits, init = self._pending
+            self.sts |= bits
+            self.initialised = self.initialised or init
+            self._pending = None
 
     # -- slots --------------------------------------------------------------------------------
     def bank(self, dst: int) -> list[KsKey | None]:
@@ -91,6 +105,9 @@ class KeyStore(WordDevice):
 
     def get(self, dst: int, number: int, owner: int) -> KsKey:
         """A usable key for the CRYPTO engine: present, not revoked, of the right owner."""
+        self._settle()
+        if not self.initialised:
+            raise KsError("KeyStore not initialised")
         bank = self.bank(dst)
         if not 0 <= number < len(bank) or bank[number] is None:
             raise KsError(f"no key in slot {number} of memory {dst}")
@@ -105,6 +122,7 @@ class KeyStore(WordDevice):
     def store(self, meta: int, data: bytes) -> int:
         """Put a key into the slot memory named by ``meta`` (OTP: the slot ``meta`` names; SRAM and
         flash: the first free slot). Returns the slot number; refuses a used OTP slot."""
+        self._settle()
         if not self.initialised:
             raise KsError("KeyStore not initialised")
         if self.locked:
@@ -141,12 +159,15 @@ class KeyStore(WordDevice):
 
     # -- registers ----------------------------------------------------------------------------
     def read32(self, offset: int, master: Master) -> int:
+        self._settle()
         if offset == CTL:
             return self.ctl
         if offset == METADATA:
             return self.metadata
         if offset == STS:
             sts = self.sts | (STS_INITDONE if self.initialised else 0)
+            if self._pending is not None:
+                sts |= STS_BUSY
             if all(k is not None for k in self.sram):
                 sts |= STS_SRAMFULL
             if all(k is not None for k in self.board.nv.ks_flash):
@@ -161,7 +182,10 @@ class KeyStore(WordDevice):
         return 0
 
     def write32(self, offset: int, value: int, master: Master) -> None:
+        self._settle()
         if offset == CTL:
+            if self._pending is not None:
+                return  # BUSY: the part ignores a new START
             self.ctl = value & ~CTL_START
             if value & CTL_START:
                 self._start(value)
@@ -174,14 +198,15 @@ class KeyStore(WordDevice):
 
     def _start(self, ctl: int) -> None:
         self.sts &= ~(STS_IF | STS_EIF)
+        init = bool(ctl & CTL_INIT)
         try:
-            if ctl & CTL_INIT:
-                self.initialised = True
-            else:
+            if not init:
                 self._operate((ctl >> 1) & 0x7)
-            self.sts |= STS_IF
+            bits = STS_IF
         except KsError:
-            self.sts |= STS_IF | STS_EIF
+            bits = STS_IF | STS_EIF
+        self._pending = (bits, init)
+        self.done_at = self.board.ticks + (DURATION_INIT if init else DURATION_OP)
 
     def _operate(self, op: int) -> None:
         if not self.initialised:

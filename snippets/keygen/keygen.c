@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "keygen_regs.h"
+#include "m55m1_hw.h"
 #include "nc_hash.h"
 #include "snippet_proto.h"
 
@@ -57,9 +58,20 @@ static void put_u32(uint8_t *p, uint32_t v) {
     p[3] = (uint8_t)(v >> 24);
 }
 
+#define KS(off) REG32(KS_BASE + (off))
+#define FMC(off) REG32(FMC_BASE + (off))
+
+/* KeyStore and CRYPTO clocks on, then KS initialised: INIT runs for a while (BUSY), so wait for
+ * it instead of trusting INITDONE right after the start. */
 static int ks_init(void) {
-    if (!(KS_STS & KS_STS_INITDONE)) KS_CTL = KS_CTL_INIT | KS_CTL_START;
-    return (KS_STS & KS_STS_INITDONE) ? 0 : -1;
+    hw_clock_on(CLK_KSCTL, CLK_KSCTL_KS0CKEN);
+    hw_clock_on(CLK_CRYPTOCTL, CLK_CRYPTOCTL_CRYPTO0CKEN);
+    if (hw_wait(KS_BASE + KS_STS, KS_STS_BUSY, 0)) return -1;
+    if (KS(KS_STS) & KS_STS_INITDONE) return 0;
+    KS(KS_CTL) = KS_CTL_INIT | KS_CTL_START;
+    if (hw_wait(KS_BASE + KS_STS, KS_STS_BUSY | KS_STS_INITDONE, KS_STS_INITDONE)) return -1;
+    KS(KS_STS) = KS_STS_IF | KS_STS_EIF; /* write 1 to clear */
+    return 0;
 }
 
 static uint32_t ecc_run(uint32_t op) {
@@ -71,34 +83,41 @@ static uint32_t ecc_run(uint32_t op) {
     return SNP_OK;
 }
 
-static int slot_used(uint32_t slot) { return (KS_OTPSTS >> slot) & 1u; }
+static int slot_used(uint32_t slot) { return (KS(KS_OTPSTS) >> slot) & 1u; }
 
 static uint32_t cmd_status(snp_mailbox *mb) {
     put_u32(mb->payload, SNP_SNIPPET_VERSION);
-    put_u32(mb->payload + 4, KS_OTPSTS);
-    put_u32(mb->payload + 8, KS_STS);
+    put_u32(mb->payload + 4, KS(KS_OTPSTS));
+    put_u32(mb->payload + 8, KS(KS_STS));
     mb->resp_len = 12;
     return SNP_OK;
 }
 
+/* ISP clock on and the protected registers unlocked: ISPCTL.ISPEN and ISPTRG.ISPGO ignore
+ * writes otherwise. The lock is closed again before the snippet answers. */
 static uint32_t cmd_read_uid(snp_mailbox *mb) {
-    FMC_ISPCTL |= FMC_ISPCTL_ISPEN | FMC_ISPCTL_ISPFF; /* enable ISP, clear a stale fail flag */
-    for (uint32_t i = 0; i < 3; i++) {
-        FMC_ISPCMD = FMC_ISPCMD_READ_UID;
-        FMC_ISPADDR = 4 * i;
-        FMC_ISPTRG = 1;
-        while (FMC_ISPTRG & 1) {
-        }
-        if (FMC_ISPCTL & FMC_ISPCTL_ISPFF) return SNP_ERR_FMC;
-        put_u32(mb->payload + 4 * i, FMC_ISPDAT);
+    uint32_t st = SNP_OK;
+    hw_clock_on(CLK_FMCCTL, CLK_FMCCTL_ISP0CKEN);
+    if (hw_unlock()) return SNP_ERR_FMC;
+    FMC(FMC_ISPCTL) |= FMC_ISPCTL_ISPEN | FMC_ISPCTL_ISPFF; /* enable ISP, clear a stale fail flag */
+    if (!(FMC(FMC_ISPCTL) & FMC_ISPCTL_ISPEN)) st = SNP_ERR_FMC;
+    for (uint32_t i = 0; i < 3 && st == SNP_OK; i++) {
+        FMC(FMC_ISPCMD) = FMC_CMD_READ_UID;
+        FMC(FMC_ISPADDR) = 4 * i;
+        FMC(FMC_ISPTRG) = FMC_ISPTRG_ISPGO;
+        if (hw_wait(FMC_BASE + FMC_ISPTRG, FMC_ISPTRG_ISPGO, 0) || (FMC(FMC_ISPCTL) & FMC_ISPCTL_ISPFF))
+            st = SNP_ERR_FMC;
+        else
+            put_u32(mb->payload + 4 * i, FMC(FMC_ISPDAT));
     }
-    mb->resp_len = 12;
-    return SNP_OK;
+    hw_lock();
+    if (st == SNP_OK) mb->resp_len = 12;
+    return st;
 }
 
 static uint32_t pubkey_of(uint32_t slot, uint8_t out[64]) {
     if (!slot_used(slot)) return SNP_ERR_NO_KEY;
-    ECC_KSCTL = ECC_KSCTL_KEY(KS_MEM_OTP, slot);
+    ECC_KSCTL = ECC_KSCTL_KEY(KS_DST_OTP, slot);
     uint32_t st = ecc_run(ECC_OP_PUBKEY);
     if (st != SNP_OK) return st;
     get_be_words(out, ECC_X1);
@@ -108,7 +127,7 @@ static uint32_t pubkey_of(uint32_t slot, uint8_t out[64]) {
 
 static uint32_t cmd_keygen(snp_mailbox *mb, uint32_t slot) {
     if (slot_used(slot)) return SNP_ERR_SLOT_USED;
-    ECC_KSMETA = KS_META(KS_MEM_OTP, KS_OWNER_ECC, KS_SIZE_256, 0, slot);
+    ECC_KSMETA = KS_META(KS_DST_OTP, KS_OWNER_ECC, KS_SIZE_256, 0, slot);
     uint32_t st = ecc_run(ECC_OP_KEYGEN);
     if (st != SNP_OK) return st;
     get_be_words(mb->payload, ECC_X1);
@@ -161,7 +180,7 @@ static uint32_t cmd_sign_cri(snp_mailbox *mb, const uint8_t *cri, size_t len, ui
     uint8_t digest[32];
     nc_sha256(cri, len, digest);
     put_be_words(ECC_K, digest);
-    ECC_KSCTL = ECC_KSCTL_KEY(KS_MEM_OTP, slot);
+    ECC_KSCTL = ECC_KSCTL_KEY(KS_DST_OTP, slot);
     st = ecc_run(ECC_OP_SIGN);
     if (st != SNP_OK) return st;
     get_be_words(mb->payload, ECC_X2);

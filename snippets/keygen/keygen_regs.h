@@ -1,38 +1,19 @@
-/* Registers the snippet touches: FMC ISP, KeyStore, CRYPTO ECC (simulated interface, see
- * docs/sim-board.md). Secure addresses. */
+/* The snippet's own register helpers on top of snippets/common/m55m1.h (SYS, CLK, FMC, KS as
+ * published), plus the CRYPTO ECC interface the simulator models (docs/sim-board.md). */
 #ifndef KEYGEN_REGS_H
 #define KEYGEN_REGS_H
 
 #include <stdint.h>
 
+#include "m55m1.h"
+
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
-#define FMC_BASE 0x40044000u
-#define FMC_ISPCTL REG(FMC_BASE + 0x00)
-#define FMC_ISPADDR REG(FMC_BASE + 0x04)
-#define FMC_ISPDAT REG(FMC_BASE + 0x08)
-#define FMC_ISPCMD REG(FMC_BASE + 0x0C)
-#define FMC_ISPTRG REG(FMC_BASE + 0x10)
-#define FMC_ISPCTL_ISPEN (1u << 0)
-#define FMC_ISPCTL_ISPFF (1u << 6)
-#define FMC_ISPCMD_READ_UID 0x04u
-
-#define KS_BASE 0x40220000u
-#define KS_CTL REG(KS_BASE + 0x00)
-#define KS_METADATA REG(KS_BASE + 0x04)
-#define KS_STS REG(KS_BASE + 0x08)
-#define KS_OTPSTS REG(KS_BASE + 0x40)
-#define KS_CTL_START (1u << 0)
-#define KS_CTL_INIT (1u << 8)
-#define KS_STS_EIF (1u << 1)
-#define KS_STS_INITDONE (1u << 7)
-#define KS_MEM_OTP 2u
-#define KS_OWNER_ECC 4u
-#define KS_SIZE_256 6u
 #define KS_OTP_SLOTS 15u
 #define KS_META(dst, owner, size, readable, number)                                             \
-    (1u | 2u | ((readable) ? 4u : 0u) | ((uint32_t)(size) << 8) | ((uint32_t)(owner) << 16) | \
-     ((uint32_t)(number) << 20) | ((uint32_t)(dst) << 30))
+    (KS_META_SEC | KS_META_PRIV | ((readable) ? KS_META_READABLE : 0u) |                        \
+     ((uint32_t)(size) << KS_META_SIZE_POS) | ((uint32_t)(owner) << KS_META_OWNER_POS) |       \
+     ((uint32_t)(number) << KS_META_NUMBER_POS) | ((uint32_t)(dst) << KS_META_DST_POS))
 
 #define CRPT_BASE 0x4020A000u
 #define ECC_CTL REG(CRPT_BASE + 0x800)

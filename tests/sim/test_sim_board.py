@@ -14,7 +14,7 @@ from pyocd.core import exceptions
 
 from nusec.sim import crypto, fmc, keystore, memmap
 from nusec.sim.board import Board, LinkDown, Master
-from tests.sim.sim_helpers import isp, otp_program, otp_read, session
+from tests.sim.sim_helpers import isp, ks_open, ks_wait, otp_program, otp_read, session
 
 
 def test_otp_is_write_once_and_locks(sim_dir: Path) -> None:
@@ -133,11 +133,8 @@ def test_fault_power_loss_mid_otp_write(sim_dir: Path) -> None:
 def test_env_fault_plan(sim_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NUSEC_SIM_FAULTS", json.dumps({"x4": {"fail_program": 1}}))
     with Board.open("x4", sim_dir) as b:
-        b.write32(memmap.FMC_BASE + fmc.ISPCTL, fmc.ISPCTL_ISPEN)
-        b.write32(memmap.FMC_BASE + fmc.ISPCMD, fmc.CMD_PROGRAM)
-        b.write32(memmap.FMC_BASE + fmc.ISPADDR, memmap.OTP_BASE)
-        b.write32(memmap.FMC_BASE + fmc.ISPTRG, 1)
-        assert b.read32(memmap.FMC_BASE + fmc.ISPCTL) & fmc.ISPCTL_ISPFF
+        _, failed = isp(b, fmc.CMD_PROGRAM, memmap.OTP_BASE, 0)
+        assert failed
     monkeypatch.setenv("NUSEC_SIM_FAULTS", json.dumps({"x4": {"bogus": 1}}))
     with pytest.raises(ValueError, match="bogus"):
         Board.open("x4", sim_dir)
@@ -166,6 +163,19 @@ def _get(b: Board, off: int, n: int = 32) -> bytes:
     )
 
 
+class _Cpu:
+    """The board as the core sees it (Master.CPU), for the shared wait helpers."""
+
+    def __init__(self, b: Board) -> None:
+        self.b = b
+
+    def read32(self, addr: int) -> int:
+        return self.b.read32(addr, Master.CPU)
+
+    def write32(self, addr: int, value: int) -> None:
+        self.b.write32(addr, value, Master.CPU)
+
+
 def _ecc(b: Board, op: int) -> int:
     b.write32(memmap.CRYPTO_BASE + crypto.ECC_CTL, (op << 8) | 1, Master.CPU)
     return b.read32(memmap.CRYPTO_BASE + crypto.ECC_STS, Master.CPU)
@@ -176,7 +186,7 @@ def test_crypto_engine_ecdh_aes_verify_with_keystore_keys(sim_dir: Path) -> None
     with it, and ECDSA verify; checked against pyca/cryptography."""
     with Board.open("c1", sim_dir) as b:
         ks = memmap.KS_BASE
-        b.write32(ks + keystore.CTL, keystore.CTL_INIT | keystore.CTL_START, Master.CPU)
+        ks_open(_Cpu(b))
         b.write32(memmap.CRYPTO_BASE + crypto.ECC_KSMETA, keystore.make_meta(dst=0, owner=4), Master.CPU)
         assert _ecc(b, crypto.ECC_OP_KEYGEN) == crypto.STS_DONE
         eph_slot = b.read32(memmap.CRYPTO_BASE + crypto.ECC_KSNUM, Master.CPU)
@@ -208,7 +218,7 @@ def test_crypto_engine_ecdh_aes_verify_with_keystore_keys(sim_dir: Path) -> None
         # The ECDH secret is not readable from the KeyStore.
         b.write32(ks + keystore.METADATA, keystore.make_meta(dst=0, owner=0, number=aes_slot), Master.CPU)
         b.write32(ks + keystore.CTL, keystore.CTL_START | (keystore.OP_READ << 1), Master.CPU)
-        assert b.read32(ks + keystore.STS, Master.CPU) & keystore.STS_EIF
+        assert ks_wait(_Cpu(b)) & keystore.STS_EIF
         assert all(b.read32(ks + keystore.KEY0 + 4 * i) == 0 for i in range(8))
         # ECDSA verify: good and bad signatures.
         digest = bytes(range(32))
@@ -223,6 +233,7 @@ def test_crypto_engine_ecdh_aes_verify_with_keystore_keys(sim_dir: Path) -> None
         b.write32(memmap.CRYPTO_BASE + crypto.ECC_KSCTL, aes_slot | crypto.KSCTL_RSRC, Master.CPU)
         assert _ecc(b, crypto.ECC_OP_SIGN) == crypto.STS_DONE | crypto.STS_KSERR
     with Board.open("c1", sim_dir) as b:  # SRAM key slots are gone after a power cycle
+        ks_open(_Cpu(b))
         b.write32(memmap.CRYPTO_BASE + crypto.AES_KSCTL, aes_slot | crypto.KSCTL_RSRC, Master.CPU)
         b.write32(memmap.CRYPTO_BASE + crypto.AES_CTL, 1, Master.CPU)
         assert b.read32(memmap.CRYPTO_BASE + crypto.AES_STS, Master.CPU) & crypto.STS_KSERR
@@ -231,19 +242,20 @@ def test_crypto_engine_ecdh_aes_verify_with_keystore_keys(sim_dir: Path) -> None
 def test_readable_keystore_key_round_trips(sim_dir: Path) -> None:
     with Board.open("c2", sim_dir) as b:
         ks = memmap.KS_BASE
-        b.write32(ks + keystore.CTL, keystore.CTL_INIT | keystore.CTL_START, Master.CPU)
+        ks_open(_Cpu(b))
         key = bytes(range(100, 132))
         for i, w in enumerate(_words(key)):
             b.write32(ks + keystore.KEY0 + 4 * i, w, Master.CPU)
         b.write32(ks + keystore.METADATA, keystore.make_meta(dst=1, owner=5, readable=True), Master.CPU)
         b.write32(ks + keystore.CTL, keystore.CTL_START | (keystore.OP_WRITE << 1), Master.CPU)
-        assert not b.read32(ks + keystore.STS, Master.CPU) & keystore.STS_EIF
+        assert not ks_wait(_Cpu(b)) & keystore.STS_EIF
         assert all(b.read32(ks + keystore.KEY0 + 4 * i, Master.CPU) == 0 for i in range(8))
         number = keystore.meta_number(b.read32(ks + keystore.METADATA, Master.CPU))
     with Board.open("c2", sim_dir) as b:  # flash slots persist
-        b.write32(ks + keystore.CTL, keystore.CTL_INIT | keystore.CTL_START, Master.CPU)
+        ks_open(_Cpu(b))
         b.write32(ks + keystore.METADATA, keystore.make_meta(dst=1, owner=5, number=number), Master.CPU)
         b.write32(ks + keystore.CTL, keystore.CTL_START | (keystore.OP_READ << 1), Master.CPU)
+        ks_wait(_Cpu(b))
         got = b"".join(
             b.read32(ks + keystore.KEY0 + 4 * i, Master.CPU).to_bytes(4, "little") for i in range(8)
         )
