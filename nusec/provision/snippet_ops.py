@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nusec.board.keyslots import IDENTITY_SLOT
 from nusec.provision.errors import ProvisionError
 
 if TYPE_CHECKING:
     from nusec.board.snippet import KeyGenSnippet
     from nusec.provision.link import SwdLink
 
-#: KeyStore OTP slot of the identity key AUTH_PRI_NuLink3.
-IDENTITY_SLOT = 0
+__all__ = ["IDENTITY_SLOT", "identity_public_key", "sign"]
 
 
 def _loaded(link: SwdLink) -> KeyGenSnippet:

@@ -31,6 +31,7 @@ MEM_SRAM, MEM_FLASH, MEM_OTP = 0, 1, 2
 SIZE_BITS = {0: 128, 1: 163, 2: 192, 3: 224, 4: 233, 5: 255, 6: 256}
 SRAM_BYTES, FLASH_BYTES = 4096, 8192
 DURATION_INIT, DURATION_OP = 16, 4
+OTP_ERASE_LIMIT = 3  # ks.h: KS_MAX_OTPKEY_ERASE_CNT
 
 
 def meta_size(meta: int) -> int:
@@ -49,10 +50,12 @@ def meta_dst(meta: int) -> int:
     return (meta >> 30) & 0x3
 
 
-def make_meta(*, dst: int, owner: int, size: int = 6, readable: bool = False, number: int = 0) -> int:
-    """A METADATA word (SEC and PRIV set, as a secure privileged owner would)."""
+def make_meta(
+    *, dst: int, owner: int, size: int = 6, readable: bool = False, number: int = 0, secure: bool = True
+) -> int:
+    """A METADATA word (PRIV set; SEC unless ``secure`` is false), as a privileged owner would."""
     return (
-        META_SEC
+        (META_SEC if secure else 0)
         | META_PRIV
         | (META_READABLE if readable else 0)
         | (size << 8)

@@ -94,6 +94,97 @@
 #define KS_DST_SRAM 0u
 #define KS_DST_FLASH 1u
 #define KS_DST_OTP 2u
+#define KS_OTP_SLOTS 15u
+#define KS_OTP_ERASE_LIMIT 3u
+
+/* CRYPTO (AHB0PERIPH_BASE + 0xA000), crypto_reg.h. ECC operands are 18 words each, least
+ * significant word first. */
+#define CRYPTO_BASE 0x4020A000u
+#define CRPT_INTSTS 0x004u
+#define CRPT_PRNG_CTL 0x008u
+#define CRPT_PRNG_STS 0x030u
+#define CRPT_AES_CTL 0x100u
+#define CRPT_AES_STS 0x104u
+#define CRPT_AES_DATIN 0x108u
+#define CRPT_AES_DATOUT 0x10Cu
+#define CRPT_ECC_CTL 0x800u
+#define CRPT_ECC_STS 0x804u
+#define CRPT_ECC_X1 0x808u
+#define CRPT_ECC_Y1 0x850u
+#define CRPT_ECC_X2 0x898u
+#define CRPT_ECC_Y2 0x8E0u
+#define CRPT_ECC_A 0x928u
+#define CRPT_ECC_B 0x970u
+#define CRPT_ECC_N 0x9B8u
+#define CRPT_ECC_K 0xA00u
+#define CRPT_ECC_OPERAND_WORDS 18u
+#define CRPT_PRNG_KSCTL 0xF00u
+#define CRPT_PRNG_KSSTS 0xF04u
+#define CRPT_AES_KSCTL 0xF10u
+#define CRPT_ECC_KSCTL 0xF40u
+#define CRPT_ECC_KSSTS 0xF44u
+#define CRPT_ECC_KSXY 0xF48u
+#define CRPT_INTSTS_ECCIF (1u << 22)
+#define CRPT_INTSTS_ECCEIF (1u << 23)
+#define CRPT_PRNG_CTL_START (1u << 0)
+#define CRPT_PRNG_CTL_KEYSZ_POS 2u
+#define CRPT_PRNG_CTL_BUSY (1u << 8)
+#define CRPT_PRNG_CTL_SEEDSRC (1u << 16)
+#define CRPT_PRNG_KEYSZ_256 6u
+#define CRPT_PRNG_STS_BUSY (1u << 0)
+#define CRPT_PRNG_STS_KCTLERR (1u << 16)
+#define CRPT_PRNG_STS_KSERR (1u << 17)
+#define CRPT_PRNG_STS_TRNGERR (1u << 18)
+#define CRPT_PRNG_KSCTL_TRUST (1u << 16)
+#define CRPT_PRNG_KSCTL_ECDH (1u << 19)
+#define CRPT_PRNG_KSCTL_ECDSA (1u << 20)
+#define CRPT_PRNG_KSCTL_WDST (1u << 21)
+#define CRPT_PRNG_KSCTL_WSDST_POS 22u
+#define CRPT_PRNG_KSCTL_OWNER_POS 24u
+#define CRPT_PRNG_KSSTS_KCTLERR (1u << 16)
+#define CRPT_AES_CTL_START (1u << 0)
+#define CRPT_AES_CTL_KEYSZ_POS 2u
+#define CRPT_AES_CTL_OPMODE_POS 8u
+#define CRPT_AES_CTL_ENCRYPTO (1u << 16)
+#define CRPT_AES_CTL_OUTSWAP (1u << 22)
+#define CRPT_AES_CTL_INSWAP (1u << 23)
+#define CRPT_AES_KEYSZ_256 2u
+#define CRPT_AES_MODE_ECB 0u
+#define CRPT_AES_STS_BUSY (1u << 0)
+#define CRPT_AES_STS_INBUFFULL (1u << 9)
+#define CRPT_AES_STS_OUTBUFEMPTY (1u << 16)
+#define CRPT_AES_STS_KSERR (1u << 21)
+#define CRPT_AES_KSCTL_RSRC (1u << 5)
+#define CRPT_AES_KSCTL_RSSRC_POS 6u
+#define CRPT_ECC_CTL_START (1u << 0)
+#define CRPT_ECC_CTL_ECDSAS (1u << 4)
+#define CRPT_ECC_CTL_ECDSAR (1u << 5)
+#define CRPT_ECC_CTL_FSEL (1u << 8)
+#define CRPT_ECC_CTL_ECCOP_POS 9u
+#define CRPT_ECC_CTL_MODOP_POS 11u
+#define CRPT_ECC_CTL_CURVEM_POS 22u
+#define CRPT_ECCOP_POINT_MUL 0u
+#define CRPT_ECCOP_MODULE 1u
+#define CRPT_ECCOP_POINT_ADD 2u
+#define CRPT_ECCOP_POINT_DOUBLE 3u
+#define CRPT_MODOP_DIV 0u
+#define CRPT_MODOP_MUL 1u
+#define CRPT_MODOP_ADD 2u
+#define CRPT_MODOP_SUB 3u
+#define CRPT_ECC_STS_BUSY (1u << 0)
+#define CRPT_ECC_STS_DMABUSY (1u << 1)
+#define CRPT_ECC_STS_KSERR (1u << 17)
+#define CRPT_ECC_KSCTL_RSRCK (1u << 5)
+#define CRPT_ECC_KSCTL_RSSRCK_POS 6u
+#define CRPT_ECC_KSCTL_ECDH (1u << 14)
+#define CRPT_ECC_KSCTL_WDST (1u << 21)
+#define CRPT_ECC_KSCTL_WSDST_POS 22u
+#define CRPT_ECC_KSCTL_OWNER_POS 24u
+#define CRPT_ECC_KSXY_RSRCXY (1u << 5)
+#define CRPT_ECC_KSXY_RSSRCX_POS 6u
+#define CRPT_ECC_KSXY_NUMY_POS 8u
+#define CRPT_ECC_KSXY_RSSRCY_POS 14u
+#define CRPT_KS_NUM_MASK 0x1Fu
 
 /* UART0 (APB0PERIPH_BASE + 0xD000), uart_reg.h. */
 #define UART0_BASE 0x4024D000u

@@ -16,6 +16,7 @@ static int ks_wait(void) {
 int hal_ks_init(void) {
     hw_clock_on(CLK_KSCTL, CLK_KSCTL_KS0CKEN);
     hw_clock_on(CLK_CRYPTOCTL, CLK_CRYPTOCTL_CRYPTO0CKEN);
+    hw_clock_on(CLK_TRNGCTL, CLK_TRNGCTL_TRNG0CKEN); /* the PRNG seeds from the TRNG */
     if (hw_wait(KS_BASE + KS_STS, KS_STS_BUSY, 0) != 0) return -1;
     KS(KS_CTL) = KS_CTL_INIT | KS_CTL_START;
     if (ks_wait() != 0) return -1;

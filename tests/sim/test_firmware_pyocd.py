@@ -12,6 +12,7 @@ from pyocd.core.helpers import ConnectHelper
 from pyocd.core.target import Target
 
 from nusec.board.channel import BoardChannel
+from nusec.board.keyslots import IDENTITY_SLOT
 from nusec.board.snippet import KeyGenSnippet
 from nusec.provision.otp_writer import ISPCTL_APUEN, FmcIsp
 from nusec.sim import memmap
@@ -40,7 +41,9 @@ def test_keygen_snippet_then_signed_firmware_then_ecdh_over_uart(
         target = session.target
         snippet = KeyGenSnippet(target)
         snippet.load()
-        auth_pub = snippet.keygen(0)  # identity key into KS OTP slot 0, where the firmware looks
+        auth_pub = snippet.keygen(
+            IDENTITY_SLOT
+        )  # identity key into its KS OTP slot, where the firmware looks
         isp_program(target, memmap.OTP_BASE + ROTPK_OFFSET, xy(secure_boot.public_key()))
         isp_program(target, memmap.FLASH_BASE, image)
         target.reset()

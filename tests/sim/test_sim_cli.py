@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nusec.board.channel import BoardBootFailed, BoardChannel
+from nusec.board.keyslots import IDENTITY_SLOT
 from nusec.board.protocol import BootFailReason
 from nusec.sim import fmc, memmap
 from nusec.sim.board import Board, board_uid
@@ -73,7 +74,7 @@ def make_booting_board(sim_dir: Path, name: str, signed: tuple[ec.EllipticCurveP
         program(board, memmap.FLASH_BASE, image)
         make_identity_key(board)
         board.reset()
-    ks0 = NvStore(sim_dir, name).load().ks_otp[0]
+    ks0 = NvStore(sim_dir, name).load().ks_otp[IDENTITY_SLOT]
     assert ks0 is not None
     return ks0.data
 
@@ -188,7 +189,7 @@ def test_show_reports_fields_keys_counts_and_boots_without_key_bits(
     assert info["keystore"] == [
         {
             "bank": "otp",
-            "slot": 0,
+            "slot": IDENTITY_SLOT,
             "metadata": info["keystore"][0]["metadata"],  # type: ignore[index]
             "owner": "ECC",
             "bits": 256,
