@@ -25,7 +25,7 @@ CTL_START, CTL_CONT, CTL_INIT, CTL_SILENT, CTL_SCMB = 1 << 0, 1 << 7, 1 << 8, 1 
 OP_READ, OP_WRITE, OP_ERASE, OP_ERASE_ALL, OP_REVOKE, OP_REMAN, OP_LOCK = 0, 1, 2, 3, 4, 5, 7
 STS_IF, STS_EIF, STS_BUSY, STS_SRAMFULL, STS_FLASHFULL, STS_INITDONE = 1, 2, 4, 8, 16, 128
 
-META_SEC, META_PRIV, META_READABLE, META_RVK, META_BS = 1, 2, 4, 8, 16
+META_SEC, META_PRIV, META_READABLE, META_BS = 1, 2, 4, 16  # bit 3 is reserved: no revoke bit
 OWNER_AES, OWNER_HMAC, OWNER_RSA_EXP, OWNER_RSA_MID, OWNER_ECC, OWNER_CPU = 0, 1, 2, 3, 4, 5
 MEM_SRAM, MEM_FLASH, MEM_OTP = 0, 1, 2
 SIZE_BITS = {0: 128, 1: 163, 2: 192, 3: 224, 4: 233, 5: 255, 6: 256}
@@ -84,7 +84,6 @@ class KeyStore(WordDevice):
         self.metadata = 0
         self.sts = 0
         self.key = [0] * 8
-        self.locked = False
         self.initialised = False
         self.done_at = 0
         self._pending: tuple[int, bool] | None = None  # (STS bits, initialised) shown when done
@@ -116,7 +115,7 @@ class KeyStore(WordDevice):
             raise KsError(f"no key in slot {number} of memory {dst}")
         key = bank[number]
         assert key is not None
-        if key.revoked or key.metadata & META_RVK:
+        if key.revoked:
             raise KsError("key revoked")
         if meta_owner(key.metadata) != owner:
             raise KsError("key owned by another engine")
@@ -128,8 +127,6 @@ class KeyStore(WordDevice):
         self._settle()
         if not self.initialised:
             raise KsError("KeyStore not initialised")
-        if self.locked:
-            raise KsError("KeyStore locked")
         size = meta_size(meta)
         if size not in SIZE_BITS:
             raise KsError("unsupported key size")
@@ -144,6 +141,8 @@ class KeyStore(WordDevice):
                 raise KsError("no such OTP key slot")
             if bank[number] is not None:
                 raise KsError("OTP key slot already used")
+            if self.board.nv.ks_otp_locked[number]:
+                raise KsError("OTP key slot locked")
         else:
             free = [i for i, k in enumerate(bank) if k is None]
             if not free or self._remaining(dst) < nbytes:
@@ -233,21 +232,28 @@ class KeyStore(WordDevice):
             self.key = [0] * 8
             number = self.store(meta, data)
             self.metadata = (meta & ~(0x3F << 20)) | (number << 20)
-        elif op == OP_ERASE:
-            if self.locked or dst == MEM_OTP:
-                raise KsError("erase refused")
+        elif op == OP_ERASE:  # one key, SRAM or OTP only (ks_reg.h OPMODE 010)
             bank = self.bank(dst)
-            if not 0 <= number < len(bank) or bank[number] is None:
-                raise KsError("empty slot")
+            if dst == MEM_FLASH or not 0 <= number < len(bank) or bank[number] is None:
+                raise KsError("erase refused: ERASE takes one SRAM or OTP key")
+            if dst == MEM_OTP:
+                nv = self.board.nv
+                if nv.ks_otp_locked[number]:
+                    raise KsError("OTP key slot locked")
+                if nv.ks_otp_erases[number] >= OTP_ERASE_LIMIT:
+                    raise KsError("OTP key slot erased KS_MAX_OTPKEY_ERASE_CNT times already")
+                nv.ks_otp_erases[number] += 1
             bank[number] = None
-            if dst == MEM_FLASH:
+            if dst == MEM_OTP:
                 self.board.commit_nv()
-        elif op == OP_ERASE_ALL:
-            if self.locked:
-                raise KsError("erase refused")
-            self.sram = [None] * KS_SRAM_SLOTS
-            self.board.nv.ks_flash = [None] * len(self.board.nv.ks_flash)
-            self.board.commit_nv()
+        elif op == OP_ERASE_ALL:  # every key of SRAM or of flash (OPMODE 011)
+            if dst == MEM_SRAM:
+                self.sram = [None] * KS_SRAM_SLOTS
+            elif dst == MEM_FLASH:
+                self.board.nv.ks_flash = [None] * len(self.board.nv.ks_flash)
+                self.board.commit_nv()
+            else:
+                raise KsError("erase all refused: ERASE_ALL takes SRAM or flash")
         elif op == OP_REVOKE:
             bank = self.bank(dst)
             if not 0 <= number < len(bank) or bank[number] is None:
@@ -257,7 +263,10 @@ class KeyStore(WordDevice):
             key.revoked = True
             if dst != MEM_SRAM:
                 self.board.commit_nv()
-        elif op == OP_LOCK:
-            self.locked = True
+        elif op == OP_LOCK:  # one OTP slot (OPMODE 111, "only for OTP")
+            if dst != MEM_OTP or not 0 <= number < len(self.board.nv.ks_otp):
+                raise KsError("LOCK takes one OTP key slot")
+            self.board.nv.ks_otp_locked[number] = True
+            self.board.commit_nv()
         else:
             raise KsError("unsupported KeyStore operation")
