@@ -26,6 +26,10 @@ AES (non-DMA, one block): ``AES_KSCTL`` selects the key slot (``RSRC``, ``RSSRC`
 out of ``AES_DATOUT``. A word holds its 4 block bytes most-significant first unless
 ``AES_CTL.INSWAP``/``OUTSWAP`` swap them (then a little-endian ``memcpy`` of the bytes is right).
 
+A KeyStore key's bytes are its KEY[0..7] words in order, least-significant word first (as
+``KS_WriteOTP`` takes them): the number is ``ks_value(data)``; an AES key is that number's 32
+big-endian bytes (so an ECDH secret x keys AES as the usual big-endian Z).
+
 Every operation takes modelled time (``DURATION`` ticks): ``ECC_STS.BUSY``, ``PRNG_STS.BUSY`` or
 ``AES_STS.BUSY`` stays set and results appear only when it is done. KeyStore errors set
 ``ECC_STS.KSERR`` (b17), ``PRNG_STS.KSERR`` or ``AES_STS.KSERR``. ``ECC_STS.DMABUSY`` (b1) is never
@@ -107,6 +111,12 @@ DURATION = {"point_mul": 200, "point_add": 20, "module": 10, "prng": 30, "aes": 
 
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 Point = tuple[int, int] | None  # None = the point at infinity
+
+
+def ks_value(data: bytes) -> int:
+    """The number a KeyStore key holds: its KEY words are least-significant word first, each word
+    little-endian (KS_WriteOTP's "inversed order"), so the bytes are the value little-endian."""
+    return int.from_bytes(data[:32], "little")
 
 
 class CryptoError(Exception):
@@ -292,7 +302,7 @@ class CryptoEngine(WordDevice):
         return [(value >> (32 * i)) & 0xFFFF_FFFF for i in range(OPERAND_WORDS)]
 
     def _ks_scalar(self, mem: int, num: int) -> int:
-        return int.from_bytes(self.board.keystore.get(mem, num, OWNER_ECC).data[:32], "big")
+        return ks_value(self.board.keystore.get(mem, num, OWNER_ECC).data)
 
     # -- ECC ----------------------------------------------------------------------------------
     def _ecc(self, ctl: int) -> None:
@@ -331,7 +341,7 @@ class CryptoEngine(WordDevice):
                 mem = (ks >> ECC_KSCTL_WSDST_POS) & 0x3
                 owner = (ks >> ECC_KSCTL_OWNER_POS) & 0x7
                 meta = make_meta(dst=mem, owner=owner)
-                slot = self.board.keystore.store(meta, x.to_bytes(32, "big"))
+                slot = self.board.keystore.store(meta, x.to_bytes(32, "little"))
                 zero = [0] * OPERAND_WORDS
                 return [("ecc_ksnum", slot), ("op:x1", zero), ("op:y1", list(zero))]
         x, y = (0, 0) if out is None else out
@@ -386,7 +396,7 @@ class CryptoEngine(WordDevice):
                     secure=bool(ks & PRNG_KSCTL_TRUST),
                 )
                 try:
-                    ksnum = self.board.keystore.store(meta, value.to_bytes(32, "big"))
+                    ksnum = self.board.keystore.store(meta, value.to_bytes(32, "little"))
                 except KsError:
                     sts = PRNG_STS_KSERR
             else:
@@ -446,6 +456,6 @@ class CryptoEngine(WordDevice):
         key = self.board.keystore.get((ks >> AES_KSCTL_RSSRC_POS) & 0x3, ks & NUM_MASK, OWNER_AES)
         if len(key.data) != 32:
             raise KsError("AES-256 needs a 256-bit key")
-        cipher = Cipher(algorithms.AES(key.data), modes.ECB())  # noqa: S305 -- one block, as the engine does
+        cipher = Cipher(algorithms.AES(ks_value(key.data).to_bytes(32, "big")), modes.ECB())  # noqa: S305 -- one block, as the engine does
         ctx = cipher.encryptor() if ctl & AES_CTL_ENCRYPTO else cipher.decryptor()
         return ctx.update(block) + ctx.finalize()

@@ -37,9 +37,12 @@ def write_key_pem(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
     return path
 
 
-def imgtool_sign(raw: Path, out: Path, key_pem: Path | None, version: str = "1.0.0") -> bytes:
-    """``imgtool sign`` as the service does (docs/firmware-image.md); no key = hash-only image."""
-    cmd = [str(IMGTOOL), "sign", "--header-size", "0x20", "--align", "4", "--version", version]
+def imgtool_sign(
+    raw: Path, out: Path, key_pem: Path | None, version: str = "1.0.0", header_size: str = "0x20"
+) -> bytes:
+    """``imgtool sign`` as the service does (docs/firmware-image.md); no key = hash-only image.
+    NuBL2 is signed as SecureBootDemo's FwSign.sh does it: ``header_size="0x400"``."""
+    cmd = [str(IMGTOOL), "sign", "--header-size", header_size, "--align", "4", "--version", version]
     cmd += ["--slot-size", SLOT_SIZE, "--pad-header"]
     if key_pem is not None:
         cmd += ["--key", str(key_pem)]

@@ -102,7 +102,7 @@ def test_signed_firmware_boots_and_completes_authenticated_ecdh(provisioned: Pro
 
     # AES_NuLink3 is in a KS SRAM slot as an AES key, and it is the key the peer derived.
     key = board.keystore.sram[status.aes_slot]
-    assert key is not None and key.data == answer.aes_key
+    assert key is not None and key.data[::-1] == answer.aes_key  # KEY words LS first: Z reversed
     assert keystore.meta_owner(key.metadata) == keystore.OWNER_AES
     # ... and nobody reads it back: a KS READ of the slot fails and the KEY registers stay clear.
     meta = keystore.make_meta(dst=keystore.MEM_SRAM, owner=keystore.OWNER_AES, number=status.aes_slot)

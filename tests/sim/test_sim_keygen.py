@@ -83,7 +83,7 @@ def test_private_key_unreachable_through_any_debugger_path(sim_dir: Path) -> Non
     # The oracle: the key as the simulated silicon holds it (host-side state file, not a bus path).
     state = json.loads((sim_dir / "k2.json").read_text())
     d = bytes.fromhex(state["ks_otp"][IDENTITY_SLOT]["data"])
-    assert ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1()).public_key() == _pub(pub)
+    assert ec.derive_private_key(int.from_bytes(d, "little"), ec.SECP256R1()).public_key() == _pub(pub)
     forms = [d, d[::-1], b"".join(d[i : i + 4][::-1] for i in range(0, 32, 4))]
     for name, dump in dumps.items():
         for form in forms:
