@@ -155,6 +155,7 @@ class Board:
         from nusec.sim.clk import Clk
         from nusec.sim.crypto import CryptoEngine
         from nusec.sim.debug import CoreDebug
+        from nusec.sim.dpm import SCU_PAGE, Dpm
         from nusec.sim.fmc import Fmc
         from nusec.sim.keystore import KeyStore
         from nusec.sim.sysctl import Sys
@@ -178,6 +179,7 @@ class Board:
         self._lock_fh: IO[str] | None = None
         self._flash_dirty = 0
         self._locked_at_reset = False
+        self.dpm_latched = (False, False)  # (secure world, non-secure world) debug closed since reset
         self.ticks = 0  # modelled time: one tick per peripheral register access, by anyone
         self.trace: collections.deque[tuple[str, str]] = collections.deque(maxlen=TRACE_LEN)
 
@@ -192,6 +194,9 @@ class Board:
         self.trng = Trng()
         self.debug = CoreDebug(self)
         self.add_device(memmap.SYS_BASE, memmap.PERIPH_BLOCK, self.sys, "SYS")
+        self.add_device(SCU_PAGE, memmap.PERIPH_BLOCK, Dpm(self), "DPM", ns_alias=False)
+        ns_page = SCU_PAGE + memmap.NS_ALIAS
+        self.add_device(ns_page, memmap.PERIPH_BLOCK, Dpm(self, ns_view=True), "DPM_NS", ns_alias=False)
         self.add_device(memmap.CLK_BASE, memmap.PERIPH_BLOCK, self.clk, "CLK")
         self.add_device(memmap.FMC_BASE, memmap.PERIPH_BLOCK, self.fmc, "FMC", clock="ISP0")
         self.add_device(memmap.CRYPTO_BASE, memmap.PERIPH_BLOCK, self.crypto, "CRYPTO", clock="CRYPTO0")
@@ -370,16 +375,24 @@ class Board:
     @property
     def debug_locked(self) -> bool:
         """The debugger has lost access to memory: either lock word was programmed before the last
-        reset. As on the part, the config words are latched at reset, so after programming a lock
-        the tool can still read ISPFF and verify the word, then resets to apply it."""
-        return self._locked_at_reset
+        reset, or the non-secure DPM debug lock/disable was set before it (``dpm_latched``). As on
+        the part, these are latched at reset, so after programming a lock the tool can still read
+        ISPFF and verify the word, then resets to apply it."""
+        return self._locked_at_reset or self.dpm_latched[1]
 
     # -- bus access ---------------------------------------------------------------------------
     def _check_debugger(self, addr: int) -> None:
         if self.link_down:
             raise LinkDown(f"simulated board {self.name!r}: probe link is down")
-        if self.debug_locked and not (memmap.PPB_BASE <= addr < memmap.PPB_BASE + memmap.PPB_SIZE):
+        if memmap.PPB_BASE <= addr < memmap.PPB_BASE + memmap.PPB_SIZE:
+            return  # the debug registers stay reachable: pyocd can still connect
+        secure_closed, ns_closed = self.dpm_latched
+        if ns_closed:
+            raise BusFault(addr, "debug access blocked by the DPM (non-secure debug locked: both worlds)")
+        if self._locked_at_reset:
             raise BusFault(addr, "debug access blocked by the secure lock")
+        if secure_closed and not memmap.is_non_secure(addr):
+            raise BusFault(addr, "debug access blocked by the DPM (secure debug locked)")
 
     def read_memory(self, addr: int, length: int, master: Master = Master.DEBUGGER) -> bytes:
         """Read ``length`` bytes as ``master``; MMIO is accessed in naturally aligned words."""
@@ -460,6 +473,8 @@ class Board:
 
     def _reset(self, halt: bool) -> None:
         self._locked_at_reset = self.secure_locked or self.all_locked
+        dpm = self.nv.dpm
+        self.dpm_latched = (dpm["s_dbgdis"] or dpm["s_lock"], dpm["ns_dbgdis"] or dpm["ns_lock"])
         self.sys.reset()
         self.clk.reset()
         self.fmc.reset()

@@ -30,6 +30,7 @@ KS_FLASH_SLOTS = 32
 KS_OTP_SLOTS = 15
 OTP_WORDS = memmap.OTP_SIZE // 4
 FSYNC_ENV = "NUSEC_SIM_FSYNC"
+DPM_KEYS = ("s_dbgdis", "s_lock", "ns_dbgdis", "ns_lock")
 
 
 def fsync_enabled() -> bool:
@@ -142,6 +143,7 @@ class NvState:
     ks_otp_erases: list[int] = field(default_factory=lambda: [0] * KS_OTP_SLOTS)
     program_counts: ProgramCounts = field(default_factory=ProgramCounts)
     last_boot: BootRecord | None = None
+    dpm: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(DPM_KEYS, False))
 
     def to_json(self, board: str) -> dict[str, Any]:
         pages: dict[str, str] = {}
@@ -163,6 +165,7 @@ class NvState:
             "ks_otp_erases": list(self.ks_otp_erases),
             "program_counts": self.program_counts.to_json(),
             "last_boot": self.last_boot.to_json() if self.last_boot else None,
+            "dpm": dict(self.dpm),
         }
 
     @classmethod
@@ -195,6 +198,8 @@ class NvState:
         st.ks_otp_erases = [int(v) for v in erases]
         st.program_counts = ProgramCounts.from_json(obj.get("program_counts"))
         st.last_boot = BootRecord.from_json(obj.get("last_boot"))
+        dpm = obj.get("dpm", {})  # files from before the DPM model: nothing set
+        st.dpm = {k: bool(dpm.get(k, False)) for k in DPM_KEYS}
         return st
 
 
