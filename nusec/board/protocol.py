@@ -67,6 +67,7 @@ class BootFailReason(enum.IntEnum):
     NO_SIGNATURE = 0x06  # no ECDSA-P256 signature TLV
     BAD_SIGNATURE = 0x07  # signature does not verify with the OTP key
     BAD_VECTORS = 0x08  # verified image, but its vector table is unusable
+    BAD_KEYHASH = 0x09  # KEYHASH TLV names another key than the OTP SecureBoot key
 
 
 class FrameError(Exception):

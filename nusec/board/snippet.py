@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from pyocd.core.target import Target
 
+from nusec.board.keyslots import IDENTITY_SLOT
+
 if TYPE_CHECKING:
     from pyocd.core.soc_target import SoCTarget
 
@@ -30,8 +32,6 @@ HEADER = struct.Struct("<8I")  # magic, version, command, status, req_len, resp_
 PENDING = 0xFFFF_FFFF
 BKPT_OPCODE = 0xBE00
 KS_OTP_SLOTS = 15
-#: KeyStore OTP slot of the board identity key AUTH_PRI_NuLink3 (the flow takes it from here).
-IDENTITY_SLOT = 0
 
 
 class Command(enum.IntEnum):
@@ -121,15 +121,15 @@ class KeyGenSnippet:
         """The 12-byte UID, as FMC READ_UID gives it."""
         return self._expect(self.call(Command.READ_UID), 12, "READ_UID")
 
-    def keygen(self, slot: int = 0) -> bytes:
+    def keygen(self, slot: int = IDENTITY_SLOT) -> bytes:
         """Generate the identity key into KeyStore OTP slot ``slot``; returns its public key X||Y."""
         return self._expect(self.call(Command.KEYGEN, self._slot(slot)), 64, "KEYGEN")
 
-    def public_key(self, slot: int = 0) -> bytes:
+    def public_key(self, slot: int = IDENTITY_SLOT) -> bytes:
         """X||Y (64 bytes) of the key in KeyStore OTP slot ``slot``."""
         return self._expect(self.call(Command.GET_PUBKEY, self._slot(slot)), 64, "GET_PUBKEY")
 
-    def sign_cri(self, cri_der: bytes, slot: int = 0) -> bytes:
+    def sign_cri(self, cri_der: bytes, slot: int = IDENTITY_SLOT) -> bytes:
         """r||s (64 bytes): ECDSA P-256 over SHA-256(cri_der) with the key in ``slot``. The snippet
         signs only a DER SEQUENCE containing that key's public point."""
         if len(cri_der) > PAYLOAD_MAX - 4:

@@ -9,6 +9,11 @@ address that completed one: nothing is burned twice, even by a bug.
 
 The ISP sequence is the one of Nuvoton's ``FMC_Write``/``FMC_Read`` (ISPCMD, ISPADDR, ISPDAT,
 ISPTRG.ISPGO, wait for ISPGO to clear, check ISPCTL.ISPFF), done over the debugger's memory port.
+As on the M55M1 (fmc_reg.h, sys_reg.h, clk_reg.h), the ISP clock (CLK_FMCCTL.ISP0CKEN) must run,
+and ISPCTL and ISPTRG are write-protected: before each command the writer checks SYS_REGLCTL
+and, when it reads locked (after a reset, or because board code closed it), writes the unlock
+sequence 59h, 16h, 88h and checks that it took. A write to ISPCTL that does not read back is an
+error, never silently ignored.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from typing import Protocol
 from nusec.provision import appendlog
 from nusec.provision.errors import BoardUnreachable, OtpConflict, ProvisionError
 
+SYS_REGLCTL = 0x4000_0100
+REGLCTL_UNLOCK = (0x59, 0x16, 0x88)
+CLK_FMCCTL = 0x4000_123C
+FMCCTL_ISP0CKEN = 1 << 16
 FMC_BASE = 0x4004_4000
 ISPCTL = FMC_BASE + 0x00
 ISPADDR = FMC_BASE + 0x04
@@ -108,12 +117,33 @@ class FmcIsp:
 
     def __init__(self, mem: MemoryPort) -> None:
         self.mem = mem
+        self.unlocks = 0  # unlock sequences written (each one is in the trace of a run)
+
+    def _open(self) -> None:
+        """ISP clock on and protected registers unlocked, checked; cheap when already so."""
+        if self.mem.read32(SYS_REGLCTL) & 1:
+            return
+        clk = self.mem.read32(CLK_FMCCTL)
+        if not clk & FMCCTL_ISP0CKEN:
+            self.mem.write32(CLK_FMCCTL, clk | FMCCTL_ISP0CKEN)
+        for code in REGLCTL_UNLOCK:
+            self.mem.write32(SYS_REGLCTL, code)
+        if not self.mem.read32(SYS_REGLCTL) & 1:
+            raise BoardUnreachable("SYS_REGLCTL stays locked after the 59h/16h/88h unlock sequence")
+        self.unlocks += 1
 
     def _enable(self, bits: int) -> None:
+        self._open()
         ctl = self.mem.read32(ISPCTL)
         want = (ctl | ISPCTL_ISPEN | bits) & ~ISPCTL_ISPFF
         if want != ctl & ~ISPCTL_ISPFF or ctl & ISPCTL_ISPFF:
             self.mem.write32(ISPCTL, want | (ctl & ISPCTL_ISPFF))  # writing ISPFF=1 clears it
+            got = self.mem.read32(ISPCTL)
+            if got & want != want:
+                raise BoardUnreachable(
+                    f"FMC ISPCTL reads 0x{got:08X} after writing 0x{want:08X}: the write was ignored "
+                    "(protected registers locked or the ISP clock off)"
+                )
 
     def _trigger(self) -> None:
         self.mem.write32(ISPTRG, ISPTRG_ISPGO)

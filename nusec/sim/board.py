@@ -24,10 +24,12 @@ turns on the core (one run slice or one probe transfer at a time) instead of run
 
 from __future__ import annotations
 
+import collections
 import enum
 import fcntl
 import hashlib
 import importlib
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -40,7 +42,10 @@ from nusec.sim.cpu import Cpu, RunResult, StopReason
 from nusec.sim.faults import FaultPlan
 from nusec.sim.nvstate import NvState, NvStore, default_sim_dir
 
+logger = logging.getLogger(__name__)
+
 EXTENSIONS = ("nusec.sim.uart", "nusec.sim.bootrom")
+TRACE_LEN = 4096
 DEFAULT_INSTRUCTION_BUDGET = 50_000_000  # per debugger resume; stops runaway snippets
 
 
@@ -111,6 +116,7 @@ class _Mapping:
     size: int
     device: MmioDevice
     name: str
+    clock: str | None = None  # CLK gate (``nusec.sim.clk.GATES``): inert while it is off
 
 
 class BoardBusy(RuntimeError):
@@ -146,10 +152,13 @@ class Board:
 
     def __init__(self, name: str, directory: Path | None = None) -> None:
         """Prefer ``Board.open``. Builds the part without powering it on."""
+        from nusec.sim.clk import Clk
         from nusec.sim.crypto import CryptoEngine
         from nusec.sim.debug import CoreDebug
+        from nusec.sim.dpm import SCU_PAGE, Dpm
         from nusec.sim.fmc import Fmc
         from nusec.sim.keystore import KeyStore
+        from nusec.sim.sysctl import Sys
         from nusec.sim.trng import Trng
 
         self.name = name
@@ -170,19 +179,29 @@ class Board:
         self._lock_fh: IO[str] | None = None
         self._flash_dirty = 0
         self._locked_at_reset = False
+        self.dpm_latched = (False, False)  # (secure world, non-secure world) debug closed since reset
+        self.ticks = 0  # modelled time: one tick per peripheral register access, by anyone
+        self.trace: collections.deque[tuple[str, str]] = collections.deque(maxlen=TRACE_LEN)
 
         self.cpu = Cpu()
         self.cpu.map_rom(memmap.FLASH_BASE, memmap.FLASH_SIZE)
         self.cpu.map_ram(memmap.SRAM_BASE, memmap.SRAM_SIZE)
+        self.sys = Sys(self.note)
+        self.clk = Clk()
         self.fmc = Fmc(self)
         self.keystore = KeyStore(self)
         self.crypto = CryptoEngine(self)
         self.trng = Trng()
         self.debug = CoreDebug(self)
-        self.add_device(memmap.FMC_BASE, memmap.PERIPH_BLOCK, self.fmc, "FMC")
-        self.add_device(memmap.CRYPTO_BASE, memmap.PERIPH_BLOCK, self.crypto, "CRYPTO")
-        self.add_device(memmap.KS_BASE, memmap.PERIPH_BLOCK, self.keystore, "KS")
-        self.add_device(memmap.TRNG_BASE, memmap.PERIPH_BLOCK, self.trng, "TRNG")
+        self.add_device(memmap.SYS_BASE, memmap.PERIPH_BLOCK, self.sys, "SYS")
+        self.add_device(SCU_PAGE, memmap.PERIPH_BLOCK, Dpm(self), "DPM", ns_alias=False)
+        ns_page = SCU_PAGE + memmap.NS_ALIAS
+        self.add_device(ns_page, memmap.PERIPH_BLOCK, Dpm(self, ns_view=True), "DPM_NS", ns_alias=False)
+        self.add_device(memmap.CLK_BASE, memmap.PERIPH_BLOCK, self.clk, "CLK")
+        self.add_device(memmap.FMC_BASE, memmap.PERIPH_BLOCK, self.fmc, "FMC", clock="ISP0")
+        self.add_device(memmap.CRYPTO_BASE, memmap.PERIPH_BLOCK, self.crypto, "CRYPTO", clock="CRYPTO0")
+        self.add_device(memmap.KS_BASE, memmap.PERIPH_BLOCK, self.keystore, "KS", clock="KS0")
+        self.add_device(memmap.TRNG_BASE, memmap.PERIPH_BLOCK, self.trng, "TRNG", clock="TRNG0")
         # The core sees its own SCS (VTOR, AIRCR, CPUID...); no NS alias on the PPB.
         self.cpu.map_mmio(memmap.PPB_BASE, memmap.PPB_SIZE, self._cpu_ppb_read, self._cpu_ppb_write)
 
@@ -267,12 +286,20 @@ class Board:
 
     # -- devices ------------------------------------------------------------------------------
     def add_device(
-        self, base: int, size: int, device: MmioDevice, name: str, *, ns_alias: bool = True
+        self,
+        base: int,
+        size: int,
+        device: MmioDevice,
+        name: str,
+        *,
+        ns_alias: bool = True,
+        clock: str | None = None,
     ) -> None:
-        """Put a peripheral on the bus at ``base`` (and ``base + NS_ALIAS``), for CPU and debugger."""
+        """Put a peripheral on the bus at ``base`` (and ``base + NS_ALIAS``), for CPU and debugger.
+        With ``clock`` (a ``nusec.sim.clk.GATES`` name) it is inert while that clock is off."""
         bases = [base, base + memmap.NS_ALIAS] if ns_alias else [base]
         for b in bases:
-            mapping = _Mapping(b, size, device, name)
+            mapping = _Mapping(b, size, device, name, clock)
             self._mappings.append(mapping)
 
             def rd(addr: int, sz: int, m: _Mapping = mapping) -> int:
@@ -289,7 +316,14 @@ class Board:
                 return m
         return None
 
+    def _clocked(self, m: _Mapping) -> bool:
+        """Count one tick of modelled time; False when the device's clock is off (inert)."""
+        self.ticks += 1
+        return m.clock is None or self.clk.enabled(m.clock)
+
     def _cpu_device_read(self, m: _Mapping, addr: int, size: int) -> int:
+        if not self._clocked(m):
+            return 0
         try:
             return m.device.read(addr - m.base, size, Master.CPU)
         except BusFault as exc:
@@ -297,10 +331,18 @@ class Board:
             return 0
 
     def _cpu_device_write(self, m: _Mapping, addr: int, size: int, value: int) -> None:
+        if not self._clocked(m):
+            return
         try:
             m.device.write(addr - m.base, size, value, Master.CPU)
         except BusFault as exc:
             self.cpu.stop(StopReason.FAULT, str(exc))
+
+    def note(self, kind: str, detail: str) -> None:
+        """Record a hardware event worth tracing (unlocks, boot stages, attribution); the last
+        ``TRACE_LEN`` are kept in ``trace`` and logged at DEBUG."""
+        self.trace.append((kind, detail))
+        logger.debug("%s: %s %s", self.name, kind, detail)
 
     def _cpu_ppb_read(self, addr: int, size: int) -> int:
         try:
@@ -333,16 +375,24 @@ class Board:
     @property
     def debug_locked(self) -> bool:
         """The debugger has lost access to memory: either lock word was programmed before the last
-        reset. As on the part, the config words are latched at reset, so after programming a lock
-        the tool can still read ISPFF and verify the word, then resets to apply it."""
-        return self._locked_at_reset
+        reset, or the non-secure DPM debug lock/disable was set before it (``dpm_latched``). As on
+        the part, these are latched at reset, so after programming a lock the tool can still read
+        ISPFF and verify the word, then resets to apply it."""
+        return self._locked_at_reset or self.dpm_latched[1]
 
     # -- bus access ---------------------------------------------------------------------------
     def _check_debugger(self, addr: int) -> None:
         if self.link_down:
             raise LinkDown(f"simulated board {self.name!r}: probe link is down")
-        if self.debug_locked and not (memmap.PPB_BASE <= addr < memmap.PPB_BASE + memmap.PPB_SIZE):
+        if memmap.PPB_BASE <= addr < memmap.PPB_BASE + memmap.PPB_SIZE:
+            return  # the debug registers stay reachable: pyocd can still connect
+        secure_closed, ns_closed = self.dpm_latched
+        if ns_closed:
+            raise BusFault(addr, "debug access blocked by the DPM (non-secure debug locked: both worlds)")
+        if self._locked_at_reset:
             raise BusFault(addr, "debug access blocked by the secure lock")
+        if secure_closed and not memmap.is_non_secure(addr):
+            raise BusFault(addr, "debug access blocked by the DPM (secure debug locked)")
 
     def read_memory(self, addr: int, length: int, master: Master = Master.DEBUGGER) -> bytes:
         """Read ``length`` bytes as ``master``; MMIO is accessed in naturally aligned words."""
@@ -392,6 +442,8 @@ class Board:
         m = self._find(addr)
         if m is None:
             raise BusFault(addr, "nothing mapped")
+        if not self._clocked(m):
+            return 0
         return m.device.read(addr - m.base, size, master)
 
     def write_mmio(self, addr: int, size: int, value: int, master: Master) -> None:
@@ -401,6 +453,8 @@ class Board:
         m = self._find(addr)
         if m is None:
             raise BusFault(addr, "nothing mapped")
+        if not self._clocked(m):
+            return
         m.device.write(addr - m.base, size, value, master)
 
     def read32(self, addr: int, master: Master = Master.DEBUGGER) -> int:
@@ -419,6 +473,10 @@ class Board:
 
     def _reset(self, halt: bool) -> None:
         self._locked_at_reset = self.secure_locked or self.all_locked
+        dpm = self.nv.dpm
+        self.dpm_latched = (dpm["s_dbgdis"] or dpm["s_lock"], dpm["ns_dbgdis"] or dpm["ns_lock"])
+        self.sys.reset()
+        self.clk.reset()
         self.fmc.reset()
         self.keystore.reset()
         self.crypto.reset()

@@ -1,4 +1,14 @@
-"""The boot ROM model: secure boot of the application slot on every reset.
+"""The boot ROM model: secure boot on every reset.
+
+The boot chain of the part (docs/sim-board.md, "Boot chain"): when KeyStore OTP slots 0 and 1
+hold a key (``KS_OTPSTS & 0x3``, as SecureBootDemo's NuBL2 tests it), secure boot is on and that
+key (X in slot 0, Y in slot 1) is the ROM's root key: the ROM verifies NuBL2, an MCUboot image at
+the APROM base (``nusec.board.layout``), with it, KEYHASH included, and starts NuBL2 (real code,
+``snippets/nubl2``), which verifies the application at 0x00140000 against SecureBoot_PUB in OTP.
+
+A board whose slots 0/1 are empty (every board the provisioning flow makes today: it does not
+burn the ROM root key yet) takes the model's direct path below, a stand-in for NuBL2 until that
+is provisioned:
 
 As the part's secure boot does, the ROM reads the MCUboot image at the start of flash (the
 application slot, ``APP_SLOT_BASE``/``APP_SLOT_SIZE``), hashes header + image + protected TLVs
@@ -12,8 +22,10 @@ or the vector table is unusable. It then sends the fixed BOOT_FAIL frame
 (docs/board-protocol.md) on UART0 and answers every later frame with it.
 
 The image format is MCUboot's (docs/firmware-image.md): 32-byte header with magic 0x96f3b83d,
-payload, optional protected TLV area (magic 0x6908), TLV area (magic 0x6907) with SHA256 (0x10)
-and ECDSA_SIG (0x22, DER). ``imgtool sign --header-size 0x20 --pad-header`` makes such images.
+payload, optional protected TLV area (magic 0x6908), TLV area (magic 0x6907) with SHA256 (0x10),
+KEYHASH (0x01: SHA-256 of the signing key's DER SubjectPublicKeyInfo; when present it must name
+the OTP key, as the host's ``nusec.provision.firmware`` requires) and ECDSA_SIG (0x22, DER).
+``imgtool sign --header-size 0x20 --pad-header`` makes such images.
 """
 
 from __future__ import annotations
@@ -24,10 +36,12 @@ import weakref
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from nusec.board import layout
+from nusec.board.keyslots import ROM_ROOT_SLOT_X, ROM_ROOT_SLOT_Y
 from nusec.board.protocol import BootFailReason, boot_fail_frame
 from nusec.sim import memmap
 from nusec.sim.board import Board, CoreState
@@ -40,6 +54,7 @@ IMAGE_MAGIC = 0x96F3_B83D
 IMAGE_HEADER_MIN = 32
 TLV_INFO_MAGIC = 0x6907
 TLV_PROT_INFO_MAGIC = 0x6908
+TLV_KEYHASH = 0x01
 TLV_SHA256 = 0x10
 TLV_ECDSA_SIG = 0x22
 
@@ -69,12 +84,16 @@ class VerifiedImage:
 
 @dataclass(frozen=True)
 class BootReport:
-    """Outcome of the last reset's secure boot (for tests and the simulator's own tools)."""
+    """Outcome of the last reset's secure boot (for tests and the simulator's own tools).
+    ``stage`` is "rom" when the ROM checked the application itself (no root key in KS OTP
+    slots 0/1), "nubl2" when it verified NuBL2 with that root key and handed over to it: NuBL2's
+    own verdict on the application then comes on UART0 (BOOT_FAIL) or by the application running."""
 
     booted: bool
     reason: BootFailReason | None
     detail: str
     image: VerifiedImage | None
+    stage: str = "rom"
 
 
 def rotpk_from_otp(otp: bytes | bytearray) -> bytes | None:
@@ -109,14 +128,25 @@ def _walk_tlvs(slot: bytes, start: int, magic: int, what: str) -> tuple[list[tup
     return records, end
 
 
-def verify_image(slot: bytes, rotpk_xy: bytes | None) -> VerifiedImage:
-    """Check an application slot the way the ROM does; raise ``ImageRejected`` with the reason."""
+def rom_root_key(board: Board) -> bytes | None:
+    """The ROM's root public key X||Y from KeyStore OTP slots 0 (X) and 1 (Y), or None when secure
+    boot is off (either slot empty). KEY words are least-significant word first."""
+    x, y = board.nv.ks_otp[ROM_ROOT_SLOT_X], board.nv.ks_otp[ROM_ROOT_SLOT_Y]
+    if x is None or y is None:
+        return None
+    return x.data[:32][::-1] + y.data[:32][::-1]
+
+
+def verify_image(
+    slot: bytes, rotpk_xy: bytes | None, *, base: int = APP_SLOT_BASE, key_name: str = "OTP SecureBoot key"
+) -> VerifiedImage:
+    """Check an image slot at ``base`` the way the ROM does; raise ``ImageRejected`` with the reason."""
     if rotpk_xy is None:
         raise ImageRejected(BootFailReason.NO_ROTPK, "OTP entries 17-24 (SecureBoot public key) are blank")
     try:
         rotpk = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + rotpk_xy)
     except ValueError:
-        raise ImageRejected(BootFailReason.NO_ROTPK, "OTP SecureBoot key is not a P-256 point") from None
+        raise ImageRejected(BootFailReason.NO_ROTPK, f"{key_name} is not a P-256 point") from None
     if len(slot) < IMAGE_HEADER_MIN or struct.unpack_from("<I", slot, 0)[0] != IMAGE_MAGIC:
         raise ImageRejected(BootFailReason.NO_IMAGE, "no MCUboot image magic at the start of the slot")
     _, _, hdr_size, prot_size, img_size, flags, major, minor, rev, build = struct.unpack_from(
@@ -141,16 +171,18 @@ def verify_image(slot: bytes, rotpk_xy: bytes | None) -> VerifiedImage:
     hashes_found = [value for kind, value in records if kind == TLV_SHA256]
     if len(hashes_found) != 1 or hashes_found[0] != digest:
         raise ImageRejected(BootFailReason.BAD_HASH, "SHA-256 TLV missing or different from the image")
+    spki = rotpk.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    keyhashes = [value for kind, value in records if kind == TLV_KEYHASH]
+    if keyhashes and keyhashes[0] != hashlib.sha256(spki).digest():
+        raise ImageRejected(BootFailReason.BAD_KEYHASH, f"KEYHASH TLV names another key than the {key_name}")
     sigs = [value for kind, value in records if kind == TLV_ECDSA_SIG]
     if not sigs:
         raise ImageRejected(BootFailReason.NO_SIGNATURE, "no ECDSA-P256 signature TLV")
     if not any(_signature_ok(rotpk, sig, digest) for sig in sigs):
-        raise ImageRejected(
-            BootFailReason.BAD_SIGNATURE, "signature does not verify with the OTP SecureBoot key"
-        )
+        raise ImageRejected(BootFailReason.BAD_SIGNATURE, f"signature does not verify with the {key_name}")
 
     sp, pc = struct.unpack_from("<II", slot, hdr_size)
-    code_lo, code_hi = APP_SLOT_BASE + hdr_size, APP_SLOT_BASE + body_end
+    code_lo, code_hi = base + hdr_size, base + body_end
     if not (pc & 1) or not (code_lo <= (pc & ~1) < code_hi):
         raise ImageRejected(
             BootFailReason.BAD_VECTORS, f"reset vector 0x{pc:08x} is not Thumb code in the image"
@@ -173,12 +205,18 @@ _REPORTS: weakref.WeakKeyDictionary[Board, BootReport] = weakref.WeakKeyDictiona
 
 def secure_boot(board: Board) -> None:
     """The ROM's reset path (installed as ``board.boot_rom``)."""
+    root = rom_root_key(board)
+    if root is not None:
+        _boot_nubl2(board, root)
+        return
     slot = bytes(board.nv.flash[APP_SLOT_BASE - memmap.FLASH_BASE :][:APP_SLOT_SIZE])
     try:
         image = verify_image(slot, rotpk_from_otp(board.nv.otp))
     except ImageRejected as exc:
+        board.note("boot.rom", f"application refused: {exc}")
         _refuse(board, exc)
         return
+    board.note("boot.rom", "application verified with OTP SecureBoot_PUB (no root key in KS OTP slots 0/1)")
     board.debug.vtor = APP_SLOT_BASE + image.header_size
     board.cpu.reset_registers(image.initial_sp, image.reset_vector & ~1)
     board.state = CoreState.RUNNING
@@ -187,12 +225,31 @@ def secure_boot(board: Board) -> None:
     board.nv.last_boot = BootRecord(True, None, "image verified", f"{major}.{minor}.{rev}+{build}")
 
 
-def _refuse(board: Board, exc: ImageRejected) -> None:
+def _boot_nubl2(board: Board, root_xy: bytes) -> None:
+    """Secure boot on: NuBL2 at the APROM base must verify with the KS OTP root key."""
+    off = layout.NUBL2_BASE - memmap.FLASH_BASE
+    slot = bytes(board.nv.flash[off : off + layout.NUBL2_SLOT_SIZE])
+    try:
+        image = verify_image(slot, root_xy, base=layout.NUBL2_BASE, key_name="KS OTP root key (slots 0/1)")
+    except ImageRejected as exc:
+        board.note("boot.rom", f"NuBL2 refused: {exc}")
+        _refuse(board, exc, stage="rom")
+        return
+    board.note("boot.rom", "NuBL2 verified with the root key in KS OTP slots 0/1; starting it")
+    board.debug.vtor = layout.NUBL2_BASE + image.header_size
+    board.cpu.reset_registers(image.initial_sp, image.reset_vector & ~1)
+    board.state = CoreState.RUNNING
+    _REPORTS[board] = BootReport(True, None, "NuBL2 verified", image, stage="nubl2")
+    major, minor, rev, build = image.version
+    board.nv.last_boot = BootRecord(True, None, "NuBL2 verified", f"{major}.{minor}.{rev}+{build}")
+
+
+def _refuse(board: Board, exc: ImageRejected, stage: str = "rom") -> None:
     from nusec.sim.uart import uart_of
 
     board.cpu.reset_registers(0, APP_SLOT_BASE)
     board.enter_lockup(f"secure boot refused the image: {exc}")
-    _REPORTS[board] = BootReport(False, exc.reason, str(exc), None)
+    _REPORTS[board] = BootReport(False, exc.reason, str(exc), None, stage=stage)
     board.nv.last_boot = BootRecord(False, exc.reason.name, str(exc), None)
     try:
         uart = uart_of(board)

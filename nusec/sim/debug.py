@@ -180,6 +180,7 @@ class CoreDebug(WordDevice):
             self.dfsr &= ~value  # write 1 to clear
         elif offset == VTOR:
             self.vtor = value & ~0x7F
+            self.board.note("boot.vtor", f"VTOR = 0x{self.vtor:08x} written by the {master.value}")
         elif offset == AIRCR:
             if (value & 0xFFFF_0000) == VECTKEY and value & (AIRCR_SYSRESETREQ | AIRCR_VECTRESET):
                 if master is Master.CPU:

@@ -4,6 +4,12 @@ the user-config area, for the CPU and for a debugger alike (registers at 0x40044
 Write-once physics: programs only clear bits (new = old AND data); an OTP word or lock word that
 is not blank refuses a program, and so does every word of a locked OTP entry. Every refused or
 unknown command sets ISPCTL.ISPFF (write 1 to clear) and changes nothing.
+
+As on the part (fmc_reg.h): ISPCTL and ISPTRG are write-protected, so writes to them are ignored
+unless SYS_REGLCTL is unlocked (``nusec.sim.sysctl``); the block answers only while the ISP clock
+(CLK_FMCCTL.ISP0CKEN) runs; and a command takes modelled time (``DURATION`` ticks, one tick per
+peripheral access by anyone): ISPTRG.ISPGO stays set until it is done, and ISPDAT and ISPFF show
+its result only then. A new ISPGO while one is in flight is ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ ISPSTS_ISPFF = 1 << 6
 
 CMD_READ, CMD_READ_UID, CMD_READ_CID, CMD_READ_DID = 0x00, 0x04, 0x0B, 0x0C
 CMD_PROGRAM, CMD_PAGE_ERASE, CMD_READ_64, CMD_PROGRAM_64 = 0x21, 0x22, 0x40, 0x61
+#: Modelled duration of each command in ticks (reads are quick, programs and erases are not).
+DURATION = {CMD_PROGRAM: 6, CMD_PROGRAM_64: 8, CMD_PAGE_ERASE: 20}
+DURATION_DEFAULT = 4
 COMPANY_ID = 0xDA  # Nuvoton
 DEVICE_ID = 0x00D5_5100  # simulated M55S1-like device id
 BLANK = 0xFFFF_FFFF
@@ -47,9 +56,23 @@ class Fmc(WordDevice):
         self.ispdat = 0
         self.ispcmd = 0
         self.mpdat = [0, 0]
+        self.done_at = 0  # tick at which the command in flight completes
+        self._pending: tuple[int, int] | None = None  # (ISPDAT, ISPFF) it will show then
+
+    @property
+    def busy(self) -> bool:
+        self._settle()
+        return self._pending is not None
+
+    def _settle(self) -> None:
+        if self._pending is not None and self.board.ticks >= self.done_at:
+            self.ispdat, ff = self._pending
+            self.ispctl |= ff
+            self._pending = None
 
     # -- registers ----------------------------------------------------------------------------
     def read32(self, offset: int, master: Master) -> int:
+        self._settle()
         if offset == ISPCTL:
             return self.ispctl
         if offset == ISPADDR:
@@ -59,7 +82,7 @@ class Fmc(WordDevice):
         if offset == ISPCMD:
             return self.ispcmd
         if offset == ISPTRG:
-            return 0  # ISPGO self-clears: every command completes at once
+            return ISPTRG_ISPGO if self._pending is not None else 0
         if offset == ISPSTS:
             return ISPSTS_ISPFF if self.ispctl & ISPCTL_ISPFF else 0
         if offset in (MPDAT0, MPDAT1):
@@ -67,6 +90,9 @@ class Fmc(WordDevice):
         return 0
 
     def write32(self, offset: int, value: int, master: Master) -> None:
+        self._settle()
+        if offset in (ISPCTL, ISPTRG) and not self.board.sys.unlocked:
+            return  # write-protected: ignored, as the part ignores it
         if offset == ISPCTL:
             ff = self.ispctl & ISPCTL_ISPFF
             if value & ISPCTL_ISPFF:
@@ -78,18 +104,23 @@ class Fmc(WordDevice):
             self.ispdat = value
         elif offset == ISPCMD:
             self.ispcmd = value & 0x7F
-        elif offset == ISPTRG and value & ISPTRG_ISPGO:
+        elif offset == ISPTRG and value & ISPTRG_ISPGO and self._pending is None:
             self._trigger(master)
         elif offset in (MPDAT0, MPDAT1):
             self.mpdat[(offset - MPDAT0) // 4] = value
 
     def _trigger(self, master: Master) -> None:
+        shown = self.ispdat
+        ff = 0
         try:
             if not self.ispctl & ISPCTL_ISPEN:
                 raise IspFail("ISP not enabled")
             self._execute(self.ispcmd, self.ispaddr)
         except IspFail:
-            self.ispctl |= ISPCTL_ISPFF
+            ff = ISPCTL_ISPFF
+        self._pending = (self.ispdat, ff)
+        self.ispdat = shown
+        self.done_at = self.board.ticks + DURATION.get(self.ispcmd, DURATION_DEFAULT)
 
     # -- commands -----------------------------------------------------------------------------
     def _execute(self, cmd: int, addr: int) -> None:

@@ -32,9 +32,17 @@ OTP_LOCK_SIZE = OTP_ENTRIES * 4
 FMC_BASE = 0x4004_4000
 CRYPTO_BASE = 0x4020_A000
 KS_BASE = 0x4022_0000
-TRNG_BASE = 0x4020_B000  # simulated TRNG block (see docs/sim-board.md)
-SYS_BASE = 0x4000_0000  # system manager: only PDID and a reset-source register are modelled
+TRNG_BASE = 0x4029_6000  # M55M1.h: APB3PERIPH_BASE (0x40290000) + 0x6000
+SYS_BASE = 0x4000_0000  # M55M1.h: AXIPERIPH_BASE + 0x0000 (REGLCTL, PDID, RSTSTS modelled)
+CLK_BASE = 0x4000_1000  # M55M1.h: AXIPERIPH_BASE + 0x1000 (module clock enables modelled)
+DPM_BASE = 0x4040_2600  # M55M1.h: AHB2PERIPH_BASE (0x40400000) + 0x2600; DPM_NS = +0x50 + NS_ALIAS
 PERIPH_BLOCK = 0x1000
+
+
+def is_non_secure(addr: int) -> bool:
+    """An address in a non-secure alias (+0x10000000 of the secure code, SRAM or peripherals)."""
+    return (addr >> 28) in (0x1, 0x3, 0x5)
+
 
 # Private peripheral bus as the debugger sees it.
 ITM_BASE = 0xE000_0000

@@ -30,6 +30,7 @@ KS_FLASH_SLOTS = 32
 KS_OTP_SLOTS = 15
 OTP_WORDS = memmap.OTP_SIZE // 4
 FSYNC_ENV = "NUSEC_SIM_FSYNC"
+DPM_KEYS = ("s_dbgdis", "s_lock", "ns_dbgdis", "ns_lock")
 
 
 def fsync_enabled() -> bool:
@@ -138,8 +139,11 @@ class NvState:
     config: bytearray = field(default_factory=_blank_config)
     ks_flash: list[KsKey | None] = field(default_factory=lambda: [None] * KS_FLASH_SLOTS)
     ks_otp: list[KsKey | None] = field(default_factory=lambda: [None] * KS_OTP_SLOTS)
+    ks_otp_locked: list[bool] = field(default_factory=lambda: [False] * KS_OTP_SLOTS)
+    ks_otp_erases: list[int] = field(default_factory=lambda: [0] * KS_OTP_SLOTS)
     program_counts: ProgramCounts = field(default_factory=ProgramCounts)
     last_boot: BootRecord | None = None
+    dpm: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(DPM_KEYS, False))
 
     def to_json(self, board: str) -> dict[str, Any]:
         pages: dict[str, str] = {}
@@ -157,8 +161,11 @@ class NvState:
             "config": self.config.hex(),
             "ks_flash": [k.to_json() if k else None for k in self.ks_flash],
             "ks_otp": [k.to_json() if k else None for k in self.ks_otp],
+            "ks_otp_locked": list(self.ks_otp_locked),
+            "ks_otp_erases": list(self.ks_otp_erases),
             "program_counts": self.program_counts.to_json(),
             "last_boot": self.last_boot.to_json() if self.last_boot else None,
+            "dpm": dict(self.dpm),
         }
 
     @classmethod
@@ -183,8 +190,16 @@ class NvState:
             raise ValueError("simulator state has OTP/config areas of the wrong size")
         st.ks_flash = [KsKey.from_json(k) if k else None for k in obj["ks_flash"]]
         st.ks_otp = [KsKey.from_json(k) if k else None for k in obj["ks_otp"]]
+        locked = obj.get("ks_otp_locked", [False] * KS_OTP_SLOTS)  # files from before the field
+        erases = obj.get("ks_otp_erases", [0] * KS_OTP_SLOTS)
+        if len(locked) != KS_OTP_SLOTS or len(erases) != KS_OTP_SLOTS:
+            raise ValueError("simulator state has KeyStore OTP lock/erase lists of the wrong size")
+        st.ks_otp_locked = [bool(v) for v in locked]
+        st.ks_otp_erases = [int(v) for v in erases]
         st.program_counts = ProgramCounts.from_json(obj.get("program_counts"))
         st.last_boot = BootRecord.from_json(obj.get("last_boot"))
+        dpm = obj.get("dpm", {})  # files from before the DPM model: nothing set
+        st.dpm = {k: bool(dpm.get(k, False)) for k in DPM_KEYS}
         return st
 
 

@@ -38,6 +38,8 @@ UART_BLOCK = 0x1000
 
 DAT = 0x00
 FIFO = 0x08
+LINE = 0x0C  # stored only: the line settings do not matter on a simulated wire
+LINE_WLS_8BIT = 0x3
 FIFOSTS = 0x18
 FIFO_RXRST = 1 << 1
 FIFOSTS_RXPTR_SHIFT = 8
@@ -163,7 +165,7 @@ _UARTS: weakref.WeakKeyDictionary[Board, Uart0] = weakref.WeakKeyDictionary()
 def install(board: Board) -> None:
     """Board extension hook: put UART0 on the bus and reset it with the board."""
     uart = Uart0(board)
-    board.add_device(UART0_BASE, UART_BLOCK, uart, "UART0")
+    board.add_device(UART0_BASE, UART_BLOCK, uart, "UART0", clock="UART0")
     board.reset_hooks.append(lambda _b: uart.reset())
     _UARTS[board] = uart
 

@@ -1,8 +1,10 @@
 #include "hal_uart.h"
 
 #include "fw_regs.h"
+#include "m55m1_hw.h"
 
 void hal_uart_init(void) {
+    hw_clock_on(CLK_UARTCTL, CLK_UARTCTL_UART0CKEN); /* an unclocked UART is inert */
     /* 8N1; the baud rate divider is left to the clock set-up (meaningless in the simulator). */
     REG32(UART0_BASE + UART_LINE) = UART_LINE_WLS_8BIT;
 }

@@ -12,18 +12,19 @@
 #include "hal_ks.h"
 #include "hal_uart.h"
 #include "nc_hash.h"
+#include "nusec_slots.h"
 
 #define FW_VERSION_MAJOR 1u
 #define FW_VERSION_MINOR 0u
 #define FW_VERSION_REVISION 0u
 
-/* Where the KeyGen snippet leaves the identity key: KeyStore OTP slot 0, not readable
- * (snippets/keygen, docs/snippet-protocol.md). */
+/* Where the KeyGen snippet leaves the identity key: a KeyStore OTP slot the mask ROM does not
+ * read (nusec_slots.h), not readable (snippets/keygen, docs/snippet-protocol.md). */
 #ifndef FW_IDENTITY_KS_MEM
 #define FW_IDENTITY_KS_MEM HAL_KS_OTP
 #endif
 #ifndef FW_IDENTITY_KS_NUM
-#define FW_IDENTITY_KS_NUM 0u
+#define FW_IDENTITY_KS_NUM NUSEC_KS_IDENTITY_SLOT
 #endif
 
 #define POINT_LEN 65u

@@ -9,6 +9,9 @@
 #include <stdint.h>
 
 #include "keygen_regs.h"
+#include "m55m1_crypto.h"
+#include "m55m1_hw.h"
+#include "nusec_slots.h"
 #include "nc_hash.h"
 #include "snippet_proto.h"
 
@@ -29,23 +32,6 @@ __attribute__((naked, section(".text.entry"))) void snippet_entry(void) {
         ".ltorg\n");
 }
 
-static void put_be_words(volatile uint32_t *reg, const uint8_t *src) {
-    /* 32-byte big-endian operand, register words in memory order (see docs/sim-board.md). */
-    for (int i = 0; i < 8; i++)
-        reg[i] = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 | (uint32_t)src[4 * i + 2] << 16 |
-                 (uint32_t)src[4 * i + 3] << 24;
-}
-
-static void get_be_words(uint8_t *dst, const volatile uint32_t *reg) {
-    for (int i = 0; i < 8; i++) {
-        uint32_t w = reg[i];
-        dst[4 * i] = (uint8_t)w;
-        dst[4 * i + 1] = (uint8_t)(w >> 8);
-        dst[4 * i + 2] = (uint8_t)(w >> 16);
-        dst[4 * i + 3] = (uint8_t)(w >> 24);
-    }
-}
-
 static uint32_t get_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
@@ -57,64 +43,77 @@ static void put_u32(uint8_t *p, uint32_t v) {
     p[3] = (uint8_t)(v >> 24);
 }
 
+#define KS(off) REG32(KS_BASE + (off))
+#define FMC(off) REG32(FMC_BASE + (off))
+
+/* KeyStore, CRYPTO and TRNG (the PRNG's seed) clocks on, then KS initialised: INIT runs for a
+ * while (BUSY), so wait for it instead of trusting INITDONE right after the start. */
 static int ks_init(void) {
-    if (!(KS_STS & KS_STS_INITDONE)) KS_CTL = KS_CTL_INIT | KS_CTL_START;
-    return (KS_STS & KS_STS_INITDONE) ? 0 : -1;
+    hw_clock_on(CLK_KSCTL, CLK_KSCTL_KS0CKEN);
+    hw_clock_on(CLK_CRYPTOCTL, CLK_CRYPTOCTL_CRYPTO0CKEN);
+    hw_clock_on(CLK_TRNGCTL, CLK_TRNGCTL_TRNG0CKEN);
+    if (hw_wait(KS_BASE + KS_STS, KS_STS_BUSY, 0)) return -1;
+    if (KS(KS_STS) & KS_STS_INITDONE) return 0;
+    KS(KS_CTL) = KS_CTL_INIT | KS_CTL_START;
+    if (hw_wait(KS_BASE + KS_STS, KS_STS_BUSY | KS_STS_INITDONE, KS_STS_INITDONE)) return -1;
+    KS(KS_STS) = KS_STS_IF | KS_STS_EIF; /* write 1 to clear */
+    return 0;
 }
 
-static uint32_t ecc_run(uint32_t op) {
-    ECC_CTL = ECC_OP(op) | ECC_CTL_START;
-    uint32_t sts = ECC_STS;
-    if (!(sts & ECC_STS_DONE)) return SNP_ERR_CRYPTO;
-    if (sts & ECC_STS_KSERR) return SNP_ERR_KEYSTORE;
-    if (sts & ECC_STS_ERR) return SNP_ERR_CRYPTO;
-    return SNP_OK;
+static uint32_t crypto_status(int rc) {
+    if (rc == CRYPTO_OK) return SNP_OK;
+    return rc == CRYPTO_ERR_KS ? SNP_ERR_KEYSTORE : SNP_ERR_CRYPTO;
 }
 
-static int slot_used(uint32_t slot) { return (KS_OTPSTS >> slot) & 1u; }
+static int slot_used(uint32_t slot) { return (KS(KS_OTPSTS) >> slot) & 1u; }
 
 static uint32_t cmd_status(snp_mailbox *mb) {
     put_u32(mb->payload, SNP_SNIPPET_VERSION);
-    put_u32(mb->payload + 4, KS_OTPSTS);
-    put_u32(mb->payload + 8, KS_STS);
+    put_u32(mb->payload + 4, KS(KS_OTPSTS));
+    put_u32(mb->payload + 8, KS(KS_STS));
     mb->resp_len = 12;
     return SNP_OK;
 }
 
+/* ISP clock on and the protected registers unlocked: ISPCTL.ISPEN and ISPTRG.ISPGO ignore
+ * writes otherwise. The lock is closed again before the snippet answers. */
 static uint32_t cmd_read_uid(snp_mailbox *mb) {
-    FMC_ISPCTL |= FMC_ISPCTL_ISPEN | FMC_ISPCTL_ISPFF; /* enable ISP, clear a stale fail flag */
-    for (uint32_t i = 0; i < 3; i++) {
-        FMC_ISPCMD = FMC_ISPCMD_READ_UID;
-        FMC_ISPADDR = 4 * i;
-        FMC_ISPTRG = 1;
-        while (FMC_ISPTRG & 1) {
-        }
-        if (FMC_ISPCTL & FMC_ISPCTL_ISPFF) return SNP_ERR_FMC;
-        put_u32(mb->payload + 4 * i, FMC_ISPDAT);
+    uint32_t st = SNP_OK;
+    hw_clock_on(CLK_FMCCTL, CLK_FMCCTL_ISP0CKEN);
+    if (hw_unlock()) return SNP_ERR_FMC;
+    FMC(FMC_ISPCTL) |= FMC_ISPCTL_ISPEN | FMC_ISPCTL_ISPFF; /* enable ISP, clear a stale fail flag */
+    if (!(FMC(FMC_ISPCTL) & FMC_ISPCTL_ISPEN)) st = SNP_ERR_FMC;
+    for (uint32_t i = 0; i < 3 && st == SNP_OK; i++) {
+        FMC(FMC_ISPCMD) = FMC_CMD_READ_UID;
+        FMC(FMC_ISPADDR) = 4 * i;
+        FMC(FMC_ISPTRG) = FMC_ISPTRG_ISPGO;
+        if (hw_wait(FMC_BASE + FMC_ISPTRG, FMC_ISPTRG_ISPGO, 0) || (FMC(FMC_ISPCTL) & FMC_ISPCTL_ISPFF))
+            st = SNP_ERR_FMC;
+        else
+            put_u32(mb->payload + 4 * i, FMC(FMC_ISPDAT));
     }
-    mb->resp_len = 12;
-    return SNP_OK;
+    hw_lock();
+    if (st == SNP_OK) mb->resp_len = 12;
+    return st;
 }
 
 static uint32_t pubkey_of(uint32_t slot, uint8_t out[64]) {
     if (!slot_used(slot)) return SNP_ERR_NO_KEY;
-    ECC_KSCTL = ECC_KSCTL_KEY(KS_MEM_OTP, slot);
-    uint32_t st = ecc_run(ECC_OP_PUBKEY);
-    if (st != SNP_OK) return st;
-    get_be_words(out, ECC_X1);
-    get_be_words(out + 32, ECC_Y1);
-    return SNP_OK;
+    return crypto_status(crypto_ecc_public_ks(KS_DST_OTP, slot, out));
 }
 
+/* The identity key: PRNG -> KeyStore OTP slot, owner ECC, secure, not readable; only its public
+ * key ever leaves the engine. Slots 0 and 1 are the mask ROM's root key: refused. */
 static uint32_t cmd_keygen(snp_mailbox *mb, uint32_t slot) {
+    uint8_t got;
+    if (slot < NUSEC_KS_FIRST_FREE_SLOT) return SNP_ERR_BAD_SLOT;
     if (slot_used(slot)) return SNP_ERR_SLOT_USED;
-    ECC_KSMETA = KS_META(KS_MEM_OTP, KS_OWNER_ECC, KS_SIZE_256, 0, slot);
-    uint32_t st = ecc_run(ECC_OP_KEYGEN);
+    uint32_t st = crypto_status(crypto_prng_to_ks(KS_DST_OTP, slot, KS_OWNER_ECC, 0, &got));
     if (st != SNP_OK) return st;
-    get_be_words(mb->payload, ECC_X1);
-    get_be_words(mb->payload + 32, ECC_Y1);
-    mb->resp_len = 64;
-    return SNP_OK;
+    if (got != slot || !slot_used(slot)) return SNP_ERR_KEYSTORE;
+    st = pubkey_of(slot, mb->payload);
+    if (st == SNP_OK) mb->resp_len = 64;
+    return st;
 }
 
 static uint32_t cmd_get_pubkey(snp_mailbox *mb, uint32_t slot) {
@@ -160,14 +159,9 @@ static uint32_t cmd_sign_cri(snp_mailbox *mb, const uint8_t *cri, size_t len, ui
 
     uint8_t digest[32];
     nc_sha256(cri, len, digest);
-    put_be_words(ECC_K, digest);
-    ECC_KSCTL = ECC_KSCTL_KEY(KS_MEM_OTP, slot);
-    st = ecc_run(ECC_OP_SIGN);
-    if (st != SNP_OK) return st;
-    get_be_words(mb->payload, ECC_X2);
-    get_be_words(mb->payload + 32, ECC_Y2);
-    mb->resp_len = 64;
-    return SNP_OK;
+    st = crypto_status(crypto_ecc_sign_ks(KS_DST_OTP, slot, digest, mb->payload));
+    if (st == SNP_OK) mb->resp_len = 64;
+    return st;
 }
 
 static uint32_t dispatch(snp_mailbox *mb) {

@@ -11,6 +11,8 @@ from pathlib import Path
 from tests.sim.firmware_board import FIRMWARE, ROOT
 
 SHA_FILE = FIRMWARE.with_name("firmware.bin.sha256")
+BL2_APP = FIRMWARE.with_name("firmware_bl2.bin")
+NUBL2 = FIRMWARE.with_name("nubl2.bin")
 
 
 def test_rebuild_is_byte_identical_to_the_committed_binary(tmp_path: Path) -> None:
@@ -30,7 +32,58 @@ def test_rebuild_is_byte_identical_to_the_committed_binary(tmp_path: Path) -> No
         )
         assert out.returncode == 0, out.stdout + out.stderr
         assert (tmp_path / attempt / "firmware.bin").read_bytes() == FIRMWARE.read_bytes()
+        assert (tmp_path / attempt / "firmware_bl2.bin").read_bytes() == BL2_APP.read_bytes()
     assert (tmp_path / "a" / "firmware.bin.sha256").read_text() == SHA_FILE.read_text()
+    assert (tmp_path / "a" / "firmware_bl2.bin.sha256").read_text() == BL2_APP.with_suffix(
+        ".bin.sha256"
+    ).read_text()
+
+
+def test_nubl2_rebuild_is_byte_identical_to_the_committed_binary(tmp_path: Path) -> None:
+    assert shutil.which("arm-none-eabi-gcc"), "arm-none-eabi-gcc missing: run scripts/bootstrap"
+    out = subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(ROOT / "snippets" / "nubl2"),
+            f"BUILD={tmp_path / 'obj'}",
+            f"OUTDIR={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (tmp_path / "nubl2.bin").read_bytes() == NUBL2.read_bytes()
+    digest, name = NUBL2.with_suffix(".bin.sha256").read_text().split()
+    assert name == "nubl2.bin" and digest == hashlib.sha256(NUBL2.read_bytes()).hexdigest()
+    sp, reset = struct.unpack_from("<II", NUBL2.read_bytes())  # linked after its 0x400 header
+    assert 0x2000_0000 < sp <= 0x2020_0000 and reset & 1 and 0x0010_0400 <= reset & ~1 < 0x0014_0000
+
+
+def test_board_c_layout_and_slots_match_the_host_constants(tmp_path: Path) -> None:
+    """snippets/common/nusec_layout.h and nusec_slots.h against nusec.board.layout/keyslots."""
+    from nusec.board import keyslots, layout
+
+    checks = {f"{name}": getattr(layout, name) for name in vars(layout) if name.isupper()}
+    checks |= {
+        "NUSEC_KS_ROM_ROOT_SLOT_X": keyslots.ROM_ROOT_SLOT_X,
+        "NUSEC_KS_ROM_ROOT_SLOT_Y": keyslots.ROM_ROOT_SLOT_Y,
+        "NUSEC_KS_FIRST_FREE_SLOT": keyslots.FIRST_FREE_SLOT,
+        "NUSEC_KS_IDENTITY_SLOT": keyslots.IDENTITY_SLOT,
+    }
+    src = tmp_path / "check.c"
+    src.write_text(
+        '#include "nusec_layout.h"\n#include "nusec_slots.h"\n'
+        + "".join(f'_Static_assert(({k}) == {v}u, "{k}");\n' for k, v in checks.items()),
+        encoding="ascii",
+    )
+    out = subprocess.run(
+        ["arm-none-eabi-gcc", "-std=c11", "-fsyntax-only", "-I", str(ROOT / "snippets" / "common"), str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
 
 
 def test_sha256_file_matches_the_binary() -> None:

@@ -30,6 +30,7 @@ from tests.sim.firmware_board import (
     raw_sig,
     write_key_pem,
 )
+from tests.sim.sim_helpers import ks_wait
 
 
 @dataclass
@@ -101,13 +102,13 @@ def test_signed_firmware_boots_and_completes_authenticated_ecdh(provisioned: Pro
 
     # AES_NuLink3 is in a KS SRAM slot as an AES key, and it is the key the peer derived.
     key = board.keystore.sram[status.aes_slot]
-    assert key is not None and key.data == answer.aes_key
+    assert key is not None and key.data[::-1] == answer.aes_key  # KEY words LS first: Z reversed
     assert keystore.meta_owner(key.metadata) == keystore.OWNER_AES
     # ... and nobody reads it back: a KS READ of the slot fails and the KEY registers stay clear.
     meta = keystore.make_meta(dst=keystore.MEM_SRAM, owner=keystore.OWNER_AES, number=status.aes_slot)
     board.write32(memmap.KS_BASE + keystore.METADATA, meta)
     board.write32(memmap.KS_BASE + keystore.CTL, (keystore.OP_READ << 1) | keystore.CTL_START)
-    assert board.read32(memmap.KS_BASE + keystore.STS) & keystore.STS_EIF
+    assert ks_wait(board) & keystore.STS_EIF
     assert board.read_memory(memmap.KS_BASE + keystore.KEY0, 32) == bytes(32)
 
 

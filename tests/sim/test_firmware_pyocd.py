@@ -12,23 +12,20 @@ from pyocd.core.helpers import ConnectHelper
 from pyocd.core.target import Target
 
 from nusec.board.channel import BoardChannel
+from nusec.board.keyslots import IDENTITY_SLOT
 from nusec.board.snippet import KeyGenSnippet
-from nusec.sim import fmc, memmap
+from nusec.provision.otp_writer import ISPCTL_APUEN, FmcIsp
+from nusec.sim import memmap
 from nusec.sim.bootrom import last_boot
 from nusec.sim.uart import UartLink
 from tests.sim.firmware_board import FIRMWARE, ROTPK_OFFSET, ServicePeer, imgtool_sign, write_key_pem, xy
 
 
 def isp_program(target: Target, addr: int, data: bytes) -> None:
-    base = memmap.FMC_BASE
+    """Through the host's own writer: ISP clock, protected-register unlock, ISPGO waits."""
     data += b"\xff" * (-len(data) % 4)
-    target.write32(base + fmc.ISPCTL, fmc.ISPCTL_ISPEN | fmc.ISPCTL_APUEN)
-    target.write32(base + fmc.ISPCMD, fmc.CMD_PROGRAM)
-    for i in range(0, len(data), 4):
-        target.write32(base + fmc.ISPADDR, addr + i)
-        target.write32(base + fmc.ISPDAT, int.from_bytes(data[i : i + 4], "little"))
-        target.write32(base + fmc.ISPTRG, fmc.ISPTRG_ISPGO)
-    assert not target.read32(base + fmc.ISPCTL) & fmc.ISPCTL_ISPFF
+    words = [(addr + i, int.from_bytes(data[i : i + 4], "little")) for i in range(0, len(data), 4)]
+    FmcIsp(target).program_many(words, enable=ISPCTL_APUEN)
 
 
 def test_keygen_snippet_then_signed_firmware_then_ecdh_over_uart(
@@ -44,7 +41,9 @@ def test_keygen_snippet_then_signed_firmware_then_ecdh_over_uart(
         target = session.target
         snippet = KeyGenSnippet(target)
         snippet.load()
-        auth_pub = snippet.keygen(0)  # identity key into KS OTP slot 0, where the firmware looks
+        auth_pub = snippet.keygen(
+            IDENTITY_SLOT
+        )  # identity key into its KS OTP slot, where the firmware looks
         isp_program(target, memmap.OTP_BASE + ROTPK_OFFSET, xy(secure_boot.public_key()))
         isp_program(target, memmap.FLASH_BASE, image)
         target.reset()

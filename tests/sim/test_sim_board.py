@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyocd.core import exceptions
 
-from nusec.sim import crypto, fmc, keystore, memmap
+from nusec.sim import clk, crypto, fmc, keystore, memmap
 from nusec.sim.board import Board, LinkDown, Master
-from tests.sim.sim_helpers import isp, otp_program, otp_read, session
+from tests.sim.engine import Engine, N
+from tests.sim.sim_helpers import isp, ks_open, ks_wait, otp_program, otp_read, session
 
 
 def test_otp_is_write_once_and_locks(sim_dir: Path) -> None:
@@ -133,11 +134,8 @@ def test_fault_power_loss_mid_otp_write(sim_dir: Path) -> None:
 def test_env_fault_plan(sim_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NUSEC_SIM_FAULTS", json.dumps({"x4": {"fail_program": 1}}))
     with Board.open("x4", sim_dir) as b:
-        b.write32(memmap.FMC_BASE + fmc.ISPCTL, fmc.ISPCTL_ISPEN)
-        b.write32(memmap.FMC_BASE + fmc.ISPCMD, fmc.CMD_PROGRAM)
-        b.write32(memmap.FMC_BASE + fmc.ISPADDR, memmap.OTP_BASE)
-        b.write32(memmap.FMC_BASE + fmc.ISPTRG, 1)
-        assert b.read32(memmap.FMC_BASE + fmc.ISPCTL) & fmc.ISPCTL_ISPFF
+        _, failed = isp(b, fmc.CMD_PROGRAM, memmap.OTP_BASE, 0)
+        assert failed
     monkeypatch.setenv("NUSEC_SIM_FAULTS", json.dumps({"x4": {"bogus": 1}}))
     with pytest.raises(ValueError, match="bogus"):
         Board.open("x4", sim_dir)
@@ -155,95 +153,160 @@ def _words(data: bytes) -> list[int]:
     return [int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4)]
 
 
-def _put(b: Board, off: int, value: bytes) -> None:
-    for i, w in enumerate(_words(value)):
-        b.write32(memmap.CRYPTO_BASE + off + 4 * i, w, Master.CPU)
+class _Cpu:
+    """The board as the core sees it (Master.CPU), for the shared wait helpers."""
+
+    def __init__(self, b: Board) -> None:
+        self.b = b
+
+    def read32(self, addr: int) -> int:
+        return self.b.read32(addr, Master.CPU)
+
+    def write32(self, addr: int, value: int) -> None:
+        self.b.write32(addr, value, Master.CPU)
 
 
-def _get(b: Board, off: int, n: int = 32) -> bytes:
-    return b"".join(
-        b.read32(memmap.CRYPTO_BASE + off + 4 * i, Master.CPU).to_bytes(4, "little") for i in range(n // 4)
+def _aes(eng: Engine, mem: int, num: int, block: bytes) -> tuple[bytes, int]:
+    """One AES-256-ECB block, non-DMA, swapped in and out (what snippets/common does)."""
+    eng.w(crypto.AES_KSCTL, crypto.AES_KSCTL_RSRC | (mem << crypto.AES_KSCTL_RSSRC_POS) | num)
+    eng.w(
+        crypto.AES_CTL,
+        (crypto.AES_KEYSZ_256 << crypto.AES_CTL_KEYSZ_POS)
+        | crypto.AES_CTL_ENCRYPTO
+        | crypto.AES_CTL_INSWAP
+        | crypto.AES_CTL_OUTSWAP
+        | crypto.AES_CTL_START,
     )
+    for w in _words(block):
+        eng.w(crypto.AES_DATIN, w)
+    sts = eng.wait(crypto.AES_STS, crypto.AES_STS_BUSY)
+    if sts & crypto.AES_STS_KSERR:
+        return b"", sts
+    return b"".join(eng.r(crypto.AES_DATOUT).to_bytes(4, "little") for _ in range(4)), sts
 
 
-def _ecc(b: Board, op: int) -> int:
-    b.write32(memmap.CRYPTO_BASE + crypto.ECC_CTL, (op << 8) | 1, Master.CPU)
-    return b.read32(memmap.CRYPTO_BASE + crypto.ECC_STS, Master.CPU)
-
-
-def test_crypto_engine_ecdh_aes_verify_with_keystore_keys(sim_dir: Path) -> None:
-    """What the firmware relies on: ephemeral key in KS SRAM, ECDH into a KS AES key, AES-ECB
-    with it, and ECDSA verify; checked against pyca/cryptography."""
+def test_ecc_engine_point_and_modular_operations_build_ecdsa_and_ecdh(sim_dir: Path) -> None:
+    """The engine as published: PRNG -> KS keys, point multiplication, ECDSA from modular steps
+    with k and d from KS (ECC_KSXY), ECDH written back into KS (WDST b21), AES with that key;
+    checked against pyca/cryptography."""
     with Board.open("c1", sim_dir) as b:
-        ks = memmap.KS_BASE
-        b.write32(ks + keystore.CTL, keystore.CTL_INIT | keystore.CTL_START, Master.CPU)
-        b.write32(memmap.CRYPTO_BASE + crypto.ECC_KSMETA, keystore.make_meta(dst=0, owner=4), Master.CPU)
-        assert _ecc(b, crypto.ECC_OP_KEYGEN) == crypto.STS_DONE
-        eph_slot = b.read32(memmap.CRYPTO_BASE + crypto.ECC_KSNUM, Master.CPU)
-        board_pub = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(_get(b, crypto.ECC_X1), "big"),
-            int.from_bytes(_get(b, crypto.ECC_Y1), "big"),
-            ec.SECP256R1(),
-        ).public_key()
+        eng = Engine(_Cpu(b))
+        # Key generation: PRNG -> KS SRAM (ECDSA keys may only go there), public key by point mul.
+        d_slot = eng.prng_to_ks(0, 0, keystore.OWNER_ECC, crypto.PRNG_KSCTL_ECDSA)
+        x, y = eng.public(0, d_slot)
+        pub = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
+        # An ECDSA key for KS OTP is refused (KCTLERR): TRNG seed and SRAM only.
+        eng.w(
+            crypto.PRNG_KSCTL,
+            crypto.PRNG_KSCTL_WDST | (2 << crypto.PRNG_KSCTL_WSDST_POS) | crypto.PRNG_KSCTL_ECDSA,
+        )
+        eng.w(
+            crypto.PRNG_CTL,
+            crypto.PRNG_CTL_SEEDSRC | (6 << crypto.PRNG_CTL_KEYSZ_POS) | crypto.PRNG_CTL_START,
+        )
+        eng.wait(crypto.PRNG_CTL, crypto.PRNG_CTL_BUSY)
+        assert eng.r(crypto.PRNG_KSSTS) & crypto.PRNG_KSSTS_KCTLERR
+        # ECDSA: r = (k G).x mod n, s = (e + r d) / k mod n, k a fresh PRNG key in KS SRAM.
+        digest = bytes(range(32))
+        e = int.from_bytes(digest, "big")
+        k_slot = eng.prng_to_ks(0, 0, keystore.OWNER_ECC, crypto.PRNG_KSCTL_ECDSA)
+        eng.curve()
+        eng.w(crypto.ECC_KSCTL, eng.ks_sel(0, k_slot))
+        eng.ecc(crypto.ECCOP_POINT_MUL, extra=crypto.ECC_CTL_ECDSAR)
+        eng.w(crypto.ECC_KSCTL, 0)
+        r = eng.modop(crypto.MODOP_ADD, N, eng.get(crypto.ECC_X1), 0)
+        eng.put(crypto.ECC_N, N)
+        eng.w(
+            crypto.ECC_KSXY,
+            crypto.ECC_KSXY_RSRCXY | k_slot | (d_slot << crypto.ECC_KSXY_NUMY_POS),
+        )
+        eng.put(crypto.ECC_X2, r)
+        eng.put(crypto.ECC_Y2, e)
+        eng.ecc(crypto.ECCOP_MODULE, crypto.MODOP_DIV, crypto.ECC_CTL_ECDSAS)
+        s_ = eng.get(crypto.ECC_X1)
+        pub.verify(utils.encode_dss_signature(r, s_), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        # Operands are least-significant word first: word 0 of X1 is the low 32 bits.
+        assert eng.r(crypto.ECC_X1) == s_ & 0xFFFF_FFFF
+        # ECDH: x of d x peer goes into KS (owner AES) and never onto the bus.
         peer = ec.generate_private_key(ec.SECP256R1())
         pn = peer.public_key().public_numbers()
-        _put(b, crypto.ECC_X1, pn.x.to_bytes(32, "big"))
-        _put(b, crypto.ECC_Y1, pn.y.to_bytes(32, "big"))
-        b.write32(
-            memmap.CRYPTO_BASE + crypto.ECC_KSCTL,
-            eph_slot | crypto.KSCTL_RSRC | crypto.KSCTL_WDST,
-            Master.CPU,
+        eng.curve()
+        eng.put(crypto.ECC_X1, pn.x)
+        eng.put(crypto.ECC_Y1, pn.y)
+        eng.w(
+            crypto.ECC_KSCTL,
+            eng.ks_sel(0, d_slot)
+            | crypto.ECC_KSCTL_ECDH
+            | crypto.ECC_KSCTL_WDST
+            | (keystore.OWNER_AES << crypto.ECC_KSCTL_OWNER_POS),
         )
-        b.write32(memmap.CRYPTO_BASE + crypto.ECC_KSMETA, keystore.make_meta(dst=0, owner=0), Master.CPU)
-        assert _ecc(b, crypto.ECC_OP_ECDH) == crypto.STS_DONE
-        aes_slot = b.read32(memmap.CRYPTO_BASE + crypto.ECC_KSNUM, Master.CPU)
-        z = peer.exchange(ec.ECDH(), board_pub)
+        assert eng.ecc(crypto.ECCOP_POINT_MUL) & crypto.ECC_STS_KSERR == 0
+        eng.w(crypto.ECC_KSCTL, 0)
+        z_slot = eng.r(crypto.ECC_KSSTS) & crypto.NUM_MASK
+        assert eng.get(crypto.ECC_X1) == 0 and eng.get(crypto.ECC_Y1) == 0
+        z = peer.exchange(ec.ECDH(), pub)
         block = bytes(range(16))
-        _put(b, crypto.AES_DATIN, block)
-        b.write32(memmap.CRYPTO_BASE + crypto.AES_KSCTL, aes_slot | crypto.KSCTL_RSRC, Master.CPU)
-        b.write32(memmap.CRYPTO_BASE + crypto.AES_CTL, crypto.AES_CTL_ENCRYPT | 1, Master.CPU)
-        assert b.read32(memmap.CRYPTO_BASE + crypto.AES_STS, Master.CPU) == crypto.STS_DONE
+        out, _ = _aes(eng, 0, z_slot, block)
         enc = Cipher(algorithms.AES(z), modes.ECB()).encryptor()
-        assert _get(b, crypto.AES_DATOUT, 16) == enc.update(block) + enc.finalize()
+        assert out == enc.update(block) + enc.finalize()
         # The ECDH secret is not readable from the KeyStore.
-        b.write32(ks + keystore.METADATA, keystore.make_meta(dst=0, owner=0, number=aes_slot), Master.CPU)
+        ks = memmap.KS_BASE
+        b.write32(ks + keystore.METADATA, keystore.make_meta(dst=0, owner=0, number=z_slot), Master.CPU)
         b.write32(ks + keystore.CTL, keystore.CTL_START | (keystore.OP_READ << 1), Master.CPU)
-        assert b.read32(ks + keystore.STS, Master.CPU) & keystore.STS_EIF
+        assert ks_wait(_Cpu(b)) & keystore.STS_EIF
         assert all(b.read32(ks + keystore.KEY0 + 4 * i) == 0 for i in range(8))
-        # ECDSA verify: good and bad signatures.
-        digest = bytes(range(32))
-        r, s_ = utils.decode_dss_signature(peer.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))))
-        _put(b, crypto.ECC_K, digest)
-        _put(b, crypto.ECC_X2, r.to_bytes(32, "big"))
-        _put(b, crypto.ECC_Y2, s_.to_bytes(32, "big"))
-        assert _ecc(b, crypto.ECC_OP_VERIFY) == crypto.STS_DONE
-        _put(b, crypto.ECC_K, bytes(32))
-        assert _ecc(b, crypto.ECC_OP_VERIFY) == crypto.STS_DONE | crypto.STS_VFAIL
-        # Wrong owner: the AES key cannot sign.
-        b.write32(memmap.CRYPTO_BASE + crypto.ECC_KSCTL, aes_slot | crypto.KSCTL_RSRC, Master.CPU)
-        assert _ecc(b, crypto.ECC_OP_SIGN) == crypto.STS_DONE | crypto.STS_KSERR
+        # Wrong owner: the ECC key cannot key AES; the AES key cannot be a scalar.
+        assert _aes(eng, 0, d_slot, block)[1] & crypto.AES_STS_KSERR
+        eng.curve()
+        eng.w(crypto.ECC_KSCTL, eng.ks_sel(0, z_slot))
+        assert eng.ecc(crypto.ECCOP_POINT_MUL) & crypto.ECC_STS_KSERR
+        # Point addition and doubling agree: G + G == 2G.
+        eng.curve()
+        eng.put(crypto.ECC_X2, eng.get(crypto.ECC_X1))
+        eng.put(crypto.ECC_Y2, eng.get(crypto.ECC_Y1))
+        eng.ecc(crypto.ECCOP_POINT_ADD)
+        twice = (eng.get(crypto.ECC_X1), eng.get(crypto.ECC_Y1))
+        eng.curve()
+        eng.ecc(crypto.ECCOP_POINT_DOUBLE)
+        assert (eng.get(crypto.ECC_X1), eng.get(crypto.ECC_Y1)) == twice
     with Board.open("c1", sim_dir) as b:  # SRAM key slots are gone after a power cycle
-        b.write32(memmap.CRYPTO_BASE + crypto.AES_KSCTL, aes_slot | crypto.KSCTL_RSRC, Master.CPU)
-        b.write32(memmap.CRYPTO_BASE + crypto.AES_CTL, 1, Master.CPU)
-        assert b.read32(memmap.CRYPTO_BASE + crypto.AES_STS, Master.CPU) & crypto.STS_KSERR
+        eng = Engine(_Cpu(b))
+        assert _aes(eng, 0, z_slot, block)[1] & crypto.AES_STS_KSERR
+
+
+def test_ecc_status_is_busy_until_done_and_inert_without_clock(sim_dir: Path) -> None:
+    """A one-read poll of ECC_STS (what the old snippet did) sees BUSY; bit 1 is DMABUSY, never
+    a done flag; without CRYPTO0CKEN the engine does nothing."""
+    with Board.open("c3", sim_dir) as b:
+        eng = Engine(_Cpu(b))
+        eng.curve()
+        eng.put(crypto.ECC_K, 7)
+        eng.w(crypto.ECC_CTL, crypto.ECC_CTL_FSEL | crypto.ECC_CTL_START)
+        first = eng.r(crypto.ECC_STS)
+        assert first & crypto.ECC_STS_BUSY and not first & crypto.ECC_STS_DMABUSY
+        assert eng.wait(crypto.ECC_STS, crypto.ECC_STS_BUSY) == 0
+        b.write32(memmap.CLK_BASE + clk.CRYPTOCTL, 0, Master.CPU)
+        eng.put(crypto.ECC_X1, 5)
+        assert eng.r(crypto.ECC_X1) == 0
 
 
 def test_readable_keystore_key_round_trips(sim_dir: Path) -> None:
     with Board.open("c2", sim_dir) as b:
         ks = memmap.KS_BASE
-        b.write32(ks + keystore.CTL, keystore.CTL_INIT | keystore.CTL_START, Master.CPU)
+        ks_open(_Cpu(b))
         key = bytes(range(100, 132))
         for i, w in enumerate(_words(key)):
             b.write32(ks + keystore.KEY0 + 4 * i, w, Master.CPU)
         b.write32(ks + keystore.METADATA, keystore.make_meta(dst=1, owner=5, readable=True), Master.CPU)
         b.write32(ks + keystore.CTL, keystore.CTL_START | (keystore.OP_WRITE << 1), Master.CPU)
-        assert not b.read32(ks + keystore.STS, Master.CPU) & keystore.STS_EIF
+        assert not ks_wait(_Cpu(b)) & keystore.STS_EIF
         assert all(b.read32(ks + keystore.KEY0 + 4 * i, Master.CPU) == 0 for i in range(8))
         number = keystore.meta_number(b.read32(ks + keystore.METADATA, Master.CPU))
     with Board.open("c2", sim_dir) as b:  # flash slots persist
-        b.write32(ks + keystore.CTL, keystore.CTL_INIT | keystore.CTL_START, Master.CPU)
+        ks_open(_Cpu(b))
         b.write32(ks + keystore.METADATA, keystore.make_meta(dst=1, owner=5, number=number), Master.CPU)
         b.write32(ks + keystore.CTL, keystore.CTL_START | (keystore.OP_READ << 1), Master.CPU)
+        ks_wait(_Cpu(b))
         got = b"".join(
             b.read32(ks + keystore.KEY0 + 4 * i, Master.CPU).to_bytes(4, "little") for i in range(8)
         )

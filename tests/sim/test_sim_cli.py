@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nusec.board.channel import BoardBootFailed, BoardChannel
+from nusec.board.keyslots import IDENTITY_SLOT
 from nusec.board.protocol import BootFailReason
 from nusec.sim import fmc, memmap
 from nusec.sim.board import Board, board_uid
@@ -28,6 +29,8 @@ from tests.sim.firmware_board import (
     program,
     write_key_pem,
 )
+from tests.sim.sim_helpers import isp as sim_isp
+from tests.sim.sim_helpers import isp_wait
 
 NUSEC = Path(sys.executable).parent / "nusec"
 
@@ -71,7 +74,7 @@ def make_booting_board(sim_dir: Path, name: str, signed: tuple[ec.EllipticCurveP
         program(board, memmap.FLASH_BASE, image)
         make_identity_key(board)
         board.reset()
-    ks0 = NvStore(sim_dir, name).load().ks_otp[0]
+    ks0 = NvStore(sim_dir, name).load().ks_otp[IDENTITY_SLOT]
     assert ks0 is not None
     return ks0.data
 
@@ -186,7 +189,7 @@ def test_show_reports_fields_keys_counts_and_boots_without_key_bits(
     assert info["keystore"] == [
         {
             "bank": "otp",
-            "slot": 0,
+            "slot": IDENTITY_SLOT,
             "metadata": info["keystore"][0]["metadata"],  # type: ignore[index]
             "owner": "ECC",
             "bits": 256,
@@ -223,6 +226,7 @@ def test_program_counts_record_a_second_attempt_and_persist(sim_dir: Path) -> No
         board.write32(base + fmc.ISPADDR, word)
         board.write32(base + fmc.ISPDAT, 0)
         board.write32(base + fmc.ISPTRG, fmc.ISPTRG_ISPGO)
+        isp_wait(board)
         assert board.read32(base + fmc.ISPCTL) & fmc.ISPCTL_ISPFF  # refused: already programmed
         board.write32(base + fmc.ISPCTL, fmc.ISPCTL_ISPEN | fmc.ISPCTL_ISPFF)  # write 1 to clear
         isp(board, fmc.CMD_PROGRAM, memmap.OTP_LOCK_BASE + 4 * 40, 0)
@@ -262,13 +266,8 @@ def test_faults_arm_fire_once_and_clear(sim_dir: Path) -> None:
 
     with Board.open("f1", sim_dir) as board:
         assert board.faults.fail_program == 1 and board.faults.drop_link_after == 500
-        base = memmap.FMC_BASE
-        board.write32(base + fmc.ISPCTL, fmc.ISPCTL_ISPEN)
-        board.write32(base + fmc.ISPCMD, fmc.CMD_PROGRAM)
-        board.write32(base + fmc.ISPADDR, memmap.OTP_BASE)
-        board.write32(base + fmc.ISPDAT, 0)
-        board.write32(base + fmc.ISPTRG, fmc.ISPTRG_ISPGO)
-        assert board.read32(base + fmc.ISPCTL) & fmc.ISPCTL_ISPFF  # the injected failure
+        _, failed = sim_isp(board, fmc.CMD_PROGRAM, memmap.OTP_BASE, 0)
+        assert failed  # the injected failure
         one_line_error(nusec("faults", "f1", "--fail-isp", "2"), "in use")
     shown = nusec("faults", "f1", "--json").json()["faults"]
     assert shown == {"fail_program": 1, "drop_link_after": 500, "fired": ["fail_program"]}

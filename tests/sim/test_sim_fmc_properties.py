@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nusec.sim import fmc, memmap
+from nusec.sim import clk, fmc, memmap, sysctl
 from nusec.sim.board import Board, Master
 from nusec.sim.nvstate import NvState
 
@@ -25,6 +25,10 @@ OPS = st.lists(
 
 def _isp(b: Board, cmd: int, addr: int, data: int = 0, mp: tuple[int, int] = (0, 0)) -> bool:
     base = memmap.FMC_BASE
+    if not b.read32(memmap.SYS_BASE + sysctl.REGLCTL, Master.CPU):
+        b.write32(memmap.CLK_BASE + clk.FMCCTL, clk.FMCCTL_ISP0CKEN, Master.CPU)
+        for code in sysctl.UNLOCK_SEQUENCE:
+            b.write32(memmap.SYS_BASE + sysctl.REGLCTL, code, Master.CPU)
     b.write32(base + fmc.ISPCTL, fmc.ISPCTL_ISPEN | fmc.ISPCTL_ISPFF, Master.CPU)
     b.write32(base + fmc.ISPCMD, cmd, Master.CPU)
     b.write32(base + fmc.ISPADDR, addr, Master.CPU)
@@ -32,6 +36,8 @@ def _isp(b: Board, cmd: int, addr: int, data: int = 0, mp: tuple[int, int] = (0,
     b.write32(base + fmc.MPDAT0, mp[0], Master.CPU)
     b.write32(base + fmc.MPDAT1, mp[1], Master.CPU)
     b.write32(base + fmc.ISPTRG, 1, Master.CPU)
+    while b.read32(base + fmc.ISPTRG, Master.CPU) & fmc.ISPTRG_ISPGO:
+        pass
     return not b.read32(base + fmc.ISPCTL, Master.CPU) & fmc.ISPCTL_ISPFF
 
 

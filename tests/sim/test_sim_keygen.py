@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from nusec.board.keyslots import IDENTITY_SLOT, ROM_ROOT_SLOTS
 from nusec.board.snippet import (
     HEADER,
     MAGIC,
@@ -21,9 +22,9 @@ from nusec.board.snippet import (
     SnippetError,
     Status,
 )
-from nusec.sim import crypto, fmc, keystore, memmap
+from nusec.sim import fmc, keystore, memmap
 from nusec.sim.board import board_uid
-from tests.sim.sim_helpers import cri_for, isp, session
+from tests.sim.sim_helpers import cri_for, isp, ks_wait, session
 
 
 def _pub(xy: bytes) -> ec.EllipticCurvePublicKey:
@@ -40,10 +41,10 @@ def test_keygen_sign_cri_verifies_with_cryptography(sim_dir: Path) -> None:
         snip = KeyGenSnippet(s.target)
         snip.load()
         assert snip.read_uid() == board_uid("k1")
-        assert not snip.status().slot_used(0)
-        pub = snip.keygen(0)
-        assert snip.status().slot_used(0)
-        assert snip.public_key(0) == pub
+        assert not snip.status().slot_used(IDENTITY_SLOT)
+        pub = snip.keygen(IDENTITY_SLOT)
+        assert snip.status().slot_used(IDENTITY_SLOT)
+        assert snip.public_key(IDENTITY_SLOT) == pub
         cri = cri_for(pub)
         sig = snip.sign_cri(cri)
         _verify(pub, sig, cri)  # raises InvalidSignature if wrong
@@ -57,13 +58,13 @@ def test_private_key_unreachable_through_any_debugger_path(sim_dir: Path) -> Non
         t = s.target
         snip = KeyGenSnippet(t)
         snip.load()
-        pub = snip.keygen(0)
+        pub = snip.keygen(IDENTITY_SLOT)
         sig = snip.sign_cri(cri_for(pub))
         assert len(sig) == 64
         # Ask the KeyStore to READ the slot through its registers, as an attacker with SWD would.
         t.write32(memmap.KS_BASE + keystore.METADATA, keystore.make_meta(dst=keystore.MEM_OTP, owner=4))
         t.write32(memmap.KS_BASE + keystore.CTL, keystore.CTL_START | (keystore.OP_READ << 1))
-        assert t.read32(memmap.KS_BASE + keystore.STS) & keystore.STS_EIF
+        assert ks_wait(t) & keystore.STS_EIF
         windows = {
             "KS": (memmap.KS_BASE, 0x1000),
             "KS-NS": (memmap.KS_BASE + memmap.NS_ALIAS, 0x1000),
@@ -81,14 +82,28 @@ def test_private_key_unreachable_through_any_debugger_path(sim_dir: Path) -> Non
         board = s.probe.board
     # The oracle: the key as the simulated silicon holds it (host-side state file, not a bus path).
     state = json.loads((sim_dir / "k2.json").read_text())
-    d = bytes.fromhex(state["ks_otp"][0]["data"])
-    assert ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1()).public_key() == _pub(pub)
+    d = bytes.fromhex(state["ks_otp"][IDENTITY_SLOT]["data"])
+    assert ec.derive_private_key(int.from_bytes(d, "little"), ec.SECP256R1()).public_key() == _pub(pub)
     forms = [d, d[::-1], b"".join(d[i : i + 4][::-1] for i in range(0, 32, 4))]
     for name, dump in dumps.items():
         for form in forms:
             for half in (form[:16], form[16:]):
                 assert half not in dump, f"private key material visible in {name}"
     assert board is not None
+
+
+@pytest.mark.parametrize("slot", ROM_ROOT_SLOTS)
+def test_keygen_never_writes_the_rom_root_key_slots(sim_dir: Path, slot: int) -> None:
+    """KS OTP slots 0/1 are the mask ROM's secure-boot root key: the snippet refuses them."""
+    with session(f"kr{slot}") as s:
+        snip = KeyGenSnippet(s.target)
+        snip.load()
+        with pytest.raises(SnippetError) as exc:
+            snip.keygen(slot)
+        assert exc.value.status is Status.BAD_SLOT
+        assert not snip.status().slot_used(slot)
+        board = s.probe.board
+        assert board.nv.ks_otp[slot] is None
 
 
 def test_second_keygen_into_used_slot_is_refused(sim_dir: Path) -> None:
@@ -125,7 +140,7 @@ def test_malformed_mailbox_gets_defined_errors(sim_dir: Path) -> None:
         bad_slot = struct.pack("<I", 99)
         assert _raw(snip, MAGIC, PROTOCOL_VERSION, Command.KEYGEN, 4, bad_slot)[0] == Status.BAD_SLOT
         assert _raw(snip, MAGIC, PROTOCOL_VERSION, Command.GET_PUBKEY, 4, slot0)[0] == Status.NO_KEY
-        pub = snip.keygen(0)
+        pub = snip.keygen(IDENTITY_SLOT)
         # The snippet is not a signing oracle: only a DER SEQUENCE naming its own key is signed.
         for blob in (b"\x30\x03abc", b"not der at all", cri_for(bytes(64 - len(pub)) + pub[::-1])):
             with pytest.raises(SnippetError) as exc:
@@ -136,7 +151,7 @@ def test_malformed_mailbox_gets_defined_errors(sim_dir: Path) -> None:
             snip.sign_cri(truncated)
         assert exc.value.status is Status.BAD_CRI
         # Still answering normally afterwards.
-        assert snip.public_key(0) == pub
+        assert snip.public_key(IDENTITY_SLOT) == pub
 
 
 def test_runaway_snippet_is_stopped_by_the_instruction_budget(sim_dir: Path) -> None:
@@ -153,27 +168,13 @@ def test_identity_key_persists_across_power_cycles(sim_dir: Path) -> None:
     with session("k6") as s:
         snip = KeyGenSnippet(s.target)
         snip.load()
-        pub = snip.keygen(0)
+        pub = snip.keygen(IDENTITY_SLOT)
     with session("k6") as s:
         snip = KeyGenSnippet(s.target)
         snip.load()  # SRAM content is not trusted across power cycles: load again
-        assert snip.status().slot_used(0)
-        assert snip.public_key(0) == pub
+        assert snip.status().slot_used(IDENTITY_SLOT)
+        assert snip.public_key(IDENTITY_SLOT) == pub
         cri = cri_for(pub)
         _verify(pub, snip.sign_cri(cri), cri)
         with pytest.raises(SnippetError):
-            snip.keygen(0)
-
-
-def test_ecc_engine_register_constants_match_snippet_header() -> None:
-    """The C header and the model agree on the register offsets the snippet relies on."""
-    text = (Path(__file__).resolve().parents[2] / "snippets" / "keygen" / "keygen_regs.h").read_text()
-    for name, value in {
-        "ECC_CTL REG(CRPT_BASE + 0x800)": crypto.ECC_CTL,
-        "ECC_X1 ((volatile uint32_t *)(CRPT_BASE + 0x808))": crypto.ECC_X1,
-        "ECC_KSCTL REG(CRPT_BASE + 0xF40)": crypto.ECC_KSCTL,
-        "ECC_KSMETA REG(CRPT_BASE + 0xF48)": crypto.ECC_KSMETA,
-        "KS_OTPSTS REG(KS_BASE + 0x40)": keystore.OTPSTS,
-    }.items():
-        assert name in text, name
-        assert f"0x{value:X}" in name or f"0x{value:02X}" in name
+            snip.keygen(IDENTITY_SLOT)
