@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from nusec.board.snippet import KeyGenSnippet
     from nusec.provision.link import SwdLink
 
-__all__ = ["IDENTITY_SLOT", "identity_public_key", "sign"]
+__all__ = ["IDENTITY_SLOT", "existing_identity_key", "generate_identity_key", "identity_slot", "sign"]
 
 
 def identity_slot() -> int:
