@@ -54,6 +54,7 @@ from ceremony.run import (
     _issuer,
     _key_record,
     _make_key,
+    ca_urls,
     cert_pem,
     cert_sha256,
     environment,
@@ -270,7 +271,13 @@ def run(
             issuing_hsm,
             kind="intermediate",
             name=config.ceremony.name,
-            keys={config.ica.key_label: {"role": "ica", "spki_sha256": spki_sha256(ica_key.public_key)}},
+            keys={
+                config.ica.key_label: {
+                    "role": "ica",
+                    "spki_sha256": spki_sha256(ica_key.public_key),
+                    **ca_urls(config.ica),
+                }
+            },
             transcript_sha256=digest,
         )
         journal.finish()

@@ -578,7 +578,11 @@ def run_ceremony(
             raise
         keys = {
             config.root.key_label: {"role": ROOT, "spki_sha256": spki_sha256(root_key.public_key)},
-            config.ica.key_label: {"role": "ica", "spki_sha256": spki_sha256(ica_key.public_key)},
+            config.ica.key_label: {
+                "role": "ica",
+                "spki_sha256": spki_sha256(ica_key.public_key),
+                **ca_urls(config.ica),
+            },
         }
         for hsm, mine in ((root_hsm, config.root.key_label), (issuing_hsm, config.ica.key_label)):
             write_ceremony_record(
@@ -634,6 +638,11 @@ def _make_key(
         spki_sha256=spki_sha256(info.public_key),
     )
     return info
+
+
+def ca_urls(ca: CaSection) -> dict[str, str]:
+    """The CA's configured CRL DP / AIA URLs, for its on-token record (``pki.hsm.roles.issuer_urls``)."""
+    return {k: v for k, v in (("crl_url", ca.crl_url), ("issuer_url", ca.issuer_url)) if v}
 
 
 def _issuer(hsm: Pkcs11Backend, ca: CaSection | Any, cert: x509.Certificate) -> Issuer:

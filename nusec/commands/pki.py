@@ -158,6 +158,7 @@ def _ica_issuer(hsm_uri: str, ica_cert: Path, root_cert: Path | None = None) -> 
     key matched against the ICA certificate, all before anything is signed."""
     from pki.ca import Issuer
     from pki.hsm import open_backend, parse_pkcs11_uri, resolve_pin
+    from pki.hsm.roles import issuer_urls
 
     uri = parse_pkcs11_uri(hsm_uri)
     if not uri.token or not uri.object:
@@ -171,7 +172,7 @@ def _ica_issuer(hsm_uri: str, ica_cert: Path, root_cert: Path | None = None) -> 
         _check_issued_by(ica, root, f"--ica-cert {ica_cert} is not issued by --root-cert {root_cert}")
     backend = open_backend(uri)
     try:
-        yield Issuer(backend, uri.object, ica).check()
+        yield Issuer(backend, uri.object, ica, *issuer_urls(backend, uri.object)).check()  # CRL DP/AIA
     finally:
         backend.close()
 

@@ -92,6 +92,19 @@ def ceremony_records(backend: Pkcs11Backend) -> list[CeremonyRecord]:
     return out
 
 
+def issuer_urls(backend: Pkcs11Backend, label: str) -> tuple[str | None, str | None]:
+    """(CRL distribution point, AIA caIssuers URL) the newest ceremony record gives for the CA
+    key ``label`` on this token (a ceremony config's ``ica.crl_url``/``ica.issuer_url``), so
+    every later issuer with that key puts them into the certificates it issues."""
+    crl_url = issuer_url = None
+    for record in ceremony_records(backend):
+        info = record.keys.get(label)
+        if info is not None:
+            crl_url = info.get("crl_url") or crl_url
+            issuer_url = info.get("issuer_url") or issuer_url
+    return crl_url, issuer_url
+
+
 def root_keys_on_token(
     backend: Pkcs11Backend, root_public_key: ec.EllipticCurvePublicKey | None = None
 ) -> list[str]:

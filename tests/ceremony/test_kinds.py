@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from ceremony import batch_keys, crl, intermediate
 from ceremony.config import load_config
@@ -109,12 +110,7 @@ def test_intermediate_crl_batch_keys_on_real_tokens(softhsm: SoftHsmDir, tmp_pat
     assert ("PRIVATE_KEY", "nusec-ica-3") not in token_objects(issuing)
 
     # crl: the root CRL revoking the first ICA, from the reviewed dates
-    serial = format(
-        __import__("cryptography.x509", fromlist=["x"])
-        .load_pem_x509_certificate(root.ica_cert.read_bytes())
-        .serial_number,
-        "x",
-    )
+    serial = format(x509.load_pem_x509_certificate(root.ica_cert.read_bytes()).serial_number, "x")
     revoked = f'revoked:\n    - {{serial: "{serial}", revoked_at: 2026-01-01, reason: superseded}}'
     res = crl.run(
         crl.parse(
@@ -221,3 +217,33 @@ def test_restore_ceremony_from_its_own_file(tmp_path: Path) -> None:
         "    - ceremony-out/shares/02-dave-custodian.txt\n", ""))  # fmt: skip
     res = nusec("ceremony", "run", str(cfg), "--rehearsal", "--rehearsal-dir", str(tmp_path / "r3"))
     assert res.returncode == 1 and res.stderr == "error: need 2 shares, got 1\n"
+
+
+def test_configured_crl_dp_and_aia_reach_issued_certificates(softhsm: SoftHsmDir, tmp_path: Path) -> None:
+    """root.crl_url/issuer_url go into the ICA certificate; ica.crl_url/issuer_url are recorded on
+    the issuing token, and `nusec pki server-cert` with that ICA key puts them into what it issues."""
+    token = softhsm.init_token("oem-root")
+    urls = {
+        "  # crl_url: http://pki.example.com/root.crl ": "  crl_url: http://pki.example.com/root.crl ",
+        "  # issuer_url: http://pki.example.com/root.cer ": "  issuer_url: http://pki.example.com/root.cer ",
+        "  # crl_url: http://pki.example.com/ica.crl": "  crl_url: http://pki.example.com/ica.crl",
+        "  # issuer_url: http://pki.example.com/ica.cer": "  issuer_url: http://pki.example.com/ica.cer",
+    }
+    result = run_ceremony(load_config(write_config(tmp_path, token, extra=urls)))
+    ica = x509.load_pem_x509_certificate(result.ica_cert.read_bytes())
+    dp = ica.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert dp[0].full_name == [x509.UniformResourceIdentifier("http://pki.example.com/root.crl")]
+    res = nusec(
+        "pki", "server-cert",
+        "--hsm-uri",
+        f"pkcs11:token=oem-root-iss;object=nusec-ica?pin-source=file:{tmp_path / 'issuing-user.pin'}",
+        "--ica-cert", str(result.ica_cert), "--root-cert", str(result.root_cert),
+        "--out", str(tmp_path / "tls"),
+        env={"SOFTHSM2_CONF": str(token.conf_path)},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    server = x509.load_pem_x509_certificate((tmp_path / "tls" / "server.pem").read_bytes())
+    dp = server.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert dp[0].full_name == [x509.UniformResourceIdentifier("http://pki.example.com/ica.crl")]
+    aia = server.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert aia[0].access_location == x509.UniformResourceIdentifier("http://pki.example.com/ica.cer")
