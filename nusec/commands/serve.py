@@ -153,8 +153,9 @@ def command(
         refusals_per_minute=refusals_per_minute,
     )
     try:
-        check_startup(config)  # every input proven before anything is created or migrated
+        config.validate()
         check_service_token(hsm_uri, root_cert)  # the root key stays offline (docs/ceremony.md)
+        check_startup(config)  # every input proven before anything is created or migrated
         serve(config, log_level=log_level)
     except (ConfigError, PkiError) as exc:
         typer.echo(f"nusec serve: {exc}", err=True)

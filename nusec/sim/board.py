@@ -119,6 +119,28 @@ class _Mapping:
     clock: str | None = None  # CLK gate (``nusec.sim.clk.GATES``): inert while it is off
 
 
+class _NonSecureView(WordDevice):
+    """The non-secure alias of a Secure-attributed peripheral: RAZ/WI, noted once per reset."""
+
+    def __init__(self, board: Board, name: str) -> None:
+        self.board = board
+        self.name = name
+
+    def _refused(self, master: Master) -> None:
+        if self.name not in self.board.ns_refused:
+            self.board.ns_refused.add(self.name)
+            self.board.note(
+                "attribution", f"{self.name} is Secure: non-secure access by the {master.value} RAZ/WI"
+            )
+
+    def read32(self, offset: int, master: Master) -> int:
+        self._refused(master)
+        return 0
+
+    def write32(self, offset: int, value: int, master: Master) -> None:
+        self._refused(master)
+
+
 class BoardBusy(RuntimeError):
     """Another process has the board open (a pyocd session, a UART server, a provisioning run)."""
 
@@ -179,6 +201,7 @@ class Board:
         self._lock_fh: IO[str] | None = None
         self._flash_dirty = 0
         self._locked_at_reset = False
+        self.ns_refused: set[str] = set()  # Secure peripherals touched through their NS alias
         self.dpm_latched = (False, False)  # (secure world, non-secure world) debug closed since reset
         self.ticks = 0  # modelled time: one tick per peripheral register access, by anyone
         self.trace: collections.deque[tuple[str, str]] = collections.deque(maxlen=TRACE_LEN)
@@ -199,8 +222,13 @@ class Board:
         self.add_device(ns_page, memmap.PERIPH_BLOCK, Dpm(self, ns_view=True), "DPM_NS", ns_alias=False)
         self.add_device(memmap.CLK_BASE, memmap.PERIPH_BLOCK, self.clk, "CLK")
         self.add_device(memmap.FMC_BASE, memmap.PERIPH_BLOCK, self.fmc, "FMC", clock="ISP0")
-        self.add_device(memmap.CRYPTO_BASE, memmap.PERIPH_BLOCK, self.crypto, "CRYPTO", clock="CRYPTO0")
-        self.add_device(memmap.KS_BASE, memmap.PERIPH_BLOCK, self.keystore, "KS", clock="KS0")
+        # KS and CRYPTO are attributed Secure: the non-secure world cannot reach them.
+        self.add_device(
+            memmap.CRYPTO_BASE, memmap.PERIPH_BLOCK, self.crypto, "CRYPTO", clock="CRYPTO0", secure_only=True
+        )
+        self.add_device(
+            memmap.KS_BASE, memmap.PERIPH_BLOCK, self.keystore, "KS", clock="KS0", secure_only=True
+        )
         self.add_device(memmap.TRNG_BASE, memmap.PERIPH_BLOCK, self.trng, "TRNG", clock="TRNG0")
         # The core sees its own SCS (VTOR, AIRCR, CPUID...); no NS alias on the PPB.
         self.cpu.map_mmio(memmap.PPB_BASE, memmap.PPB_SIZE, self._cpu_ppb_read, self._cpu_ppb_write)
@@ -294,12 +322,18 @@ class Board:
         *,
         ns_alias: bool = True,
         clock: str | None = None,
+        secure_only: bool = False,
     ) -> None:
         """Put a peripheral on the bus at ``base`` (and ``base + NS_ALIAS``), for CPU and debugger.
-        With ``clock`` (a ``nusec.sim.clk.GATES`` name) it is inert while that clock is off."""
+        With ``clock`` (a ``nusec.sim.clk.GATES`` name) it is inert while that clock is off. A
+        ``secure_only`` peripheral is attributed Secure: its non-secure alias is read-as-zero,
+        write-ignored, so the non-secure world never reaches it."""
         bases = [base, base + memmap.NS_ALIAS] if ns_alias else [base]
         for b in bases:
-            mapping = _Mapping(b, size, device, name, clock)
+            dev: MmioDevice = device
+            if secure_only and b != base:
+                dev = _NonSecureView(self, name)
+            mapping = _Mapping(b, size, dev, name if b == base else f"{name}_NS", clock)
             self._mappings.append(mapping)
 
             def rd(addr: int, sz: int, m: _Mapping = mapping) -> int:
@@ -475,6 +509,7 @@ class Board:
         self._locked_at_reset = self.secure_locked or self.all_locked
         dpm = self.nv.dpm
         self.dpm_latched = (dpm["s_dbgdis"] or dpm["s_lock"], dpm["ns_dbgdis"] or dpm["ns_lock"])
+        self.ns_refused.clear()
         self.sys.reset()
         self.clk.reset()
         self.fmc.reset()
