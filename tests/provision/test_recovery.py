@@ -245,21 +245,24 @@ def test_swapped_board_is_read_not_assumed(
 
 def plant_identity_key(board: str) -> None:
     """What an attacker with a debugger does before the lock: KeyStore WRITE of a chosen private
-    key into the identity key's OTP slot, through the KS registers over SWD."""
-    from nusec.board.snippet import IDENTITY_SLOT
+    key into the identity key's OTP slot, through the KS registers over SWD, as the part needs it
+    (module clocks on, INIT waited for, BUSY polled)."""
+    from nusec.board.keyslots import IDENTITY_SLOT
     from nusec.sim import keystore, memmap
+    from tests.sim.sim_helpers import ks_open, ks_wait
 
     lk = link.SwdLink(f"sim:{board}").open()
     try:
         mem = lk.memory
-        mem.write32(memmap.KS_BASE + 0x00, (1 << 8) | 1)  # CTL: INIT | START
+        ks_open(mem)
         meta = keystore.make_meta(
             dst=keystore.MEM_OTP, owner=keystore.OWNER_ECC, size=6, number=IDENTITY_SLOT
         )
-        mem.write32(memmap.KS_BASE + 0x04, meta)
+        mem.write32(memmap.KS_BASE + keystore.METADATA, meta)
         for i in range(8):  # a private key the attacker knows
             mem.write32(memmap.KS_BASE + 0x20 + 4 * i, 0x1111_1111 * (i + 1))
-        mem.write32(memmap.KS_BASE + 0x00, (1 << 1) | 1)  # CTL: OPMODE WRITE | START
+        mem.write32(memmap.KS_BASE + keystore.CTL, (1 << 1) | keystore.CTL_START)  # OPMODE WRITE
+        ks_wait(mem)
         assert mem.read32(memmap.KS_BASE + 0x40) >> IDENTITY_SLOT & 1, "the plant did not take"
     finally:
         lk.close()
