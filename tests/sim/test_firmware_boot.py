@@ -157,27 +157,40 @@ def test_malformed_images_are_rejected_with_a_reason(
 
 @pytest.mark.parametrize(("header_size", "boots"), [(0x20, True), (0x200, False)])
 def test_image_signed_by_the_service_code(
-    tmp_path: Path, key: ec.EllipticCurvePrivateKey, header_size: int, boots: bool
+    tmp_path: Path,
+    key: ec.EllipticCurvePrivateKey,
+    header_size: int,
+    boots: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The OEM service's MCUboot signer (pki.service.firmware, docs/firmware-image.md) and this
     boot ROM agree on the format; the digest is signed here by a file key instead of the HSM.
-    The reference firmware is linked for a 0x20 header: signed with the service's default 0x200
-    its vector table is elsewhere, and the ROM refuses it rather than jump into the weeds."""
+    The reference firmware is linked for a 0x20 header: with a 0x200 header its vector table is
+    elsewhere, so the service refuses to sign it, and even signed (the service's check switched
+    off here) the ROM refuses it rather than jump into the weeds."""
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-    from pki.service.firmware import sign_image
+    from pki.service import firmware as service_firmware
 
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    image = sign_image(
-        FIRMWARE.read_bytes(),
-        public_key_der=spki,
-        sign_digest=lambda digest: key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))),
-        header_size=header_size,
-        max_size=0x40000,
-    ).image
+
+    def sign() -> bytes:
+        return service_firmware.sign_image(
+            FIRMWARE.read_bytes(),
+            public_key_der=spki,
+            sign_digest=lambda digest: key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))),
+            header_size=header_size,
+            max_size=0x40000,
+        ).image
+
+    if not boots:
+        with pytest.raises(service_firmware.FirmwareError, match="not a Thumb address inside the image"):
+            sign()
+        monkeypatch.setattr(service_firmware, "check_cortex_m_vectors", lambda body, base: None)
+    image = sign()
     with boot(tmp_path, key.public_key(), image) as board:
         report = last_boot(board)
         assert report is not None and report.booted is boots, report
