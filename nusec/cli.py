@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from nusec import __version__
-from nusec.commands import audit, ceremony, db, demo, doctor, hsm, otp, provision, serve, sim
+from nusec.commands import audit, board, ceremony, db, demo, doctor, hsm, otp, provision, serve, sim
 from nusec.commands import inspect as inspect_cmd
 from nusec.commands import pki as pki_cmd
 
@@ -47,6 +47,7 @@ app.command("provision")(provision.command)
 app.command("inspect")(inspect_cmd.command)
 app.command("serve")(serve.command)
 app.add_typer(audit.app, name="audit")
+app.add_typer(board.app, name="board")
 app.add_typer(ceremony.app, name="ceremony")
 app.add_typer(db.app, name="db")
 app.add_typer(hsm.app, name="hsm")
