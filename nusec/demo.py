@@ -80,11 +80,26 @@ def prepare_workdir(workdir: Path) -> Path:
     return workdir
 
 
+DEMO_PKI_URL = "http://pki.example.com/nusec-demo"
+
+
 def _other_config(module: Any, workdir: Path, root_cert: Path) -> Any:
     """Another ceremony type's template, pointed at the demo's root certificate (rehearsal mode
     finds the throwaway tokens by label in ``workdir/softhsm``)."""
     text = module.TEMPLATE.format(date=datetime.now(UTC).strftime("%Y-%m-%d"), module="")
     text = text.replace("certificate: ceremony-out/root-ca.pem", f"certificate: {root_cert}")
+    if module.__name__ == "ceremony.intermediate":  # where relying parties find the CRLs
+        text = text.replace(
+            "  # crl_url: http://pki.example.com/root.crl", f"  crl_url: {DEMO_PKI_URL}/root.crl"
+        )
+        text = text.replace(
+            "  # issuer_url: http://pki.example.com/root.cer", f"  issuer_url: {DEMO_PKI_URL}/root.cer"
+        )
+        text = text.replace(
+            "  validity_days: 1825\noutputs:",
+            f"  validity_days: 1825\n  crl_url: {DEMO_PKI_URL}/ica-2.crl\n"
+            f"  issuer_url: {DEMO_PKI_URL}/ica-2.cer\noutputs:",
+        )
     return module.parse(text, base_dir=workdir)
 
 
@@ -142,6 +157,7 @@ def run_demo(
     os.environ.update(env)  # the PKCS#11 library in this process reads SOFTHSM2_CONF from here
 
     from pki.hsm import Pkcs11Backend
+    from pki.hsm.roles import issuer_urls
 
     ica_cert = x509.load_pem_x509_certificate(ica2.ica_cert.read_bytes())
     root_cert = x509.load_pem_x509_certificate(cer.root_cert.read_bytes())
@@ -160,7 +176,7 @@ def run_demo(
         batch = build_batch(spec, workdir / "batch", backend)  # keys from the ceremony: none created here
         summary.batch, summary.batch_images = batch.batch_dir, batch.count
 
-        ica = Issuer(backend, ica2.ica_key_label, ica_cert)
+        ica = Issuer(backend, ica2.ica_key_label, ica_cert, *issuer_urls(backend, ica2.ica_key_label))
         creds = issue_service_credentials(ica, root_cert, workdir / "tls")
         summary.ica_crl = workdir / "ica.crl"
         summary.ica_crl.write_bytes(issue_crl(ica, [], crl_number=1).public_bytes(serialization.Encoding.PEM))

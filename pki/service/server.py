@@ -39,6 +39,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from pki.ca import Issuer
 from pki.errors import CaError
 from pki.hsm.pkcs11 import open_backend
+from pki.hsm.roles import issuer_urls
 from pki.hsm.uri import parse_pkcs11_uri
 from pki.service.app import create_app
 from pki.service.auth import CLIENT_CERT_STATE_KEY
@@ -90,7 +91,8 @@ def open_context(config: ServiceConfig) -> ServiceContext:
     assert label is not None  # validate() checked it
     backend = open_backend(config.hsm_uri)
     try:
-        issuer = Issuer(backend, label, ica).check()
+        # CRL DP / AIA of the ICA, as its ceremony recorded them on the token (docs/ceremony.md)
+        issuer = Issuer(backend, label, ica, *issuer_urls(backend, label)).check()
     except CaError:
         backend.close()
         raise

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 BIN = Path(sys.executable).parent
@@ -146,6 +147,19 @@ def test_full_rehearsal_separate_tokens_and_crls(demo: dict[str, object]) -> Non
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert res.returncode == 0 and res.stdout.count(": OK") == len(boards), res.stdout + res.stderr
+    # Relying parties find the ICA's CRL and certificate from what the service issued.
+    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+
+    from nusec.demo import DEMO_PKI_URL
+
+    for b in boards:
+        cert = x509.load_pem_x509_certificate(Path(b["board_cert"]).read_bytes())
+        dp = cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+        assert [n.value for p in dp for n in p.full_name or []] == [f"{DEMO_PKI_URL}/ica-2.crl"]
+        aia = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+        assert [(d.access_method, d.access_location.value) for d in aia] == [
+            (AuthorityInformationAccessOID.CA_ISSUERS, f"{DEMO_PKI_URL}/ica-2.cer")
+        ]
     # The token the service and the batch used holds the new ICA and the batch keys, never the root.
     softhsm = Path(str(demo["workdir"])) / "softhsm"
     os.environ["SOFTHSM2_CONF"] = str(softhsm / "softhsm2.conf")
