@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from nusec.provision.ecdh import BoardHalf, ServerHalf
 from nusec.provision.errors import ServiceError, UsageError, VerificationError
 
 API = "/v1"
+#: The service's detail for an Idempotency-Key that it holds for another body.
+KEY_REUSED = "already used with a different request"
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -148,7 +151,22 @@ class ServiceClient:
     ) -> Any:
         raw = repr(sorted(body.items())).encode()
         headers = {"Idempotency-Key": key or self.idempotency_key(uid, call, raw)}
-        return self._request("POST", path, json_body=body, headers=headers).json()
+        return self._post_once_more_if_key_spoilt("POST", path, headers, json_body=body).json()
+
+    def _post_once_more_if_key_spoilt(
+        self, method: str, path: str, headers: dict[str, str], **kw: Any
+    ) -> httpx.Response:
+        """Send; if the service says our key "was already used with a different request" (a run
+        killed mid-upload leaves the key claimed for the cut-off body), send once more under a
+        fresh key. Safe because every call of this client is idempotent at the service (same
+        board, same answer), the key only spares it the work."""
+        try:
+            return self._request(method, path, headers=headers, **kw)
+        except ServiceError as exc:
+            if KEY_REUSED not in str(exc):
+                raise
+        fresh = {**headers, "Idempotency-Key": f"{headers['Idempotency-Key']}-{time.time_ns()}"}
+        return self._request(method, path, headers=fresh, **kw)
 
     @staticmethod
     def _obj(data: Any, *fields: str) -> dict[str, Any]:
@@ -236,7 +254,9 @@ class ServiceClient:
         }
         path = f"/boards/{uid.hex().upper()}/firmware"
         params = {"header_size": str(header_size)}
-        return self._request("POST", path, content=firmware, headers=headers, params=params).content
+        return self._post_once_more_if_key_spoilt(
+            "POST", path, headers, content=firmware, params=params
+        ).content
 
     def ecdh_begin(self, uid: bytes, half: BoardHalf, *, idempotency_key: str) -> ServerHalf:
         body = {"board_eph": half.board_eph.hex(), "board_sig": half.board_sig.hex()}

@@ -413,3 +413,33 @@ def test_small_tmpfs_journal_fills_up_then_resume_finishes(
         no_second_burn(sim_dir, "tf1")
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+# -- a run killed in the middle of an upload ---------------------------------------------------------
+
+
+def test_run_killed_mid_upload_does_not_spoil_its_idempotency_key(
+    service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path, pki_files: Pki
+) -> None:
+    """The process dies after sending part of a POST body: the service keeps the Idempotency-Key
+    claimed for the cut-off body. The resume's identical request must still get through."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    from nusec.provision.client import ServiceClient
+
+    uid = uid_of("mu1")
+    body = {"uid": uid}
+    key = ServiceClient.idempotency_key(board_uid("mu1"), "register", repr(sorted(body.items())).encode())
+    url = urlsplit(service.url)
+    head = (
+        f"POST /v1/boards HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 64\r\nIdempotency-Key: {key}\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port)) as raw:
+        with tls.ssl_context().wrap_socket(raw, server_hostname=url.hostname) as s:
+            s.sendall(head.encode() + b'{"uid": "')  # ... and the process is killed here
+    time.sleep(1.0)
+    res = run(service, tls, tmp_path / "j", "sim:mu1")
+    assert_provisioned(sim_dir, "mu1", res, pki_files.root_pem, service.url, tls, tmp_path)
