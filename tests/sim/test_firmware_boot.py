@@ -82,6 +82,7 @@ ONE_BYTE_CHANGES = {
     ),
     "hash_tlv": (flip(lambda img: tlv_offsets(img)[0x10][0]), BootFailReason.BAD_HASH),
     "signature_tlv": (flip(lambda img: sum(tlv_offsets(img)[0x22]) - 1), BootFailReason.BAD_SIGNATURE),
+    "keyhash_tlv": (flip(lambda img: tlv_offsets(img)[0x01][0] + 5), BootFailReason.BAD_KEYHASH),
 }
 
 
@@ -103,6 +104,24 @@ def test_one_byte_change_stops_the_boot(
         assert exc.value.reason is reason and exc.value.status == Status.ERR_BOOT_FAIL
 
 
+def test_keyhash_of_another_key_is_refused_as_the_host_refuses_it(
+    tmp_path: Path, key: ec.EllipticCurvePrivateKey, signed: bytes
+) -> None:
+    """The ROM checks KEYHASH as ``nusec.provision.firmware.verify_mcuboot_image`` does: an image
+    whose KEYHASH names another key stops with BAD_KEYHASH even though its signature verifies."""
+    from nusec.provision.firmware import VerificationError, verify_mcuboot_image
+
+    start, length = tlv_offsets(signed)[0x01]
+    assert length == 32
+    other = bytes(32)
+    altered = signed[:start] + other + signed[start + 32 :]
+    with pytest.raises(VerificationError, match="KEYHASH"):
+        verify_mcuboot_image(altered, xy(key.public_key()))
+    with boot(tmp_path, key.public_key(), altered) as board:
+        report = last_boot(board)
+        assert report is not None and report.reason is BootFailReason.BAD_KEYHASH
+
+
 def test_unsigned_image_is_refused(tmp_path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     unsigned = imgtool_sign(FIRMWARE, tmp_path / "unsigned.bin", None)
     with boot(tmp_path, key.public_key(), unsigned) as board:
@@ -110,9 +129,10 @@ def test_unsigned_image_is_refused(tmp_path: Path, key: ec.EllipticCurvePrivateK
 
 
 def test_image_signed_by_another_key_is_refused(tmp_path: Path, signed: bytes) -> None:
+    """imgtool's KEYHASH names the signing key, so the ROM stops there, before the signature."""
     other = ec.generate_private_key(ec.SECP256R1())
     with boot(tmp_path, other.public_key(), signed) as board:
-        assert last_boot(board).reason is BootFailReason.BAD_SIGNATURE  # type: ignore[union-attr]
+        assert last_boot(board).reason is BootFailReason.BAD_KEYHASH  # type: ignore[union-attr]
 
 
 def test_no_rotpk_in_otp_means_no_boot(tmp_path: Path, signed: bytes) -> None:
