@@ -204,6 +204,7 @@ class Board:
         self._locked_at_reset = False
         self.ns_refused: set[str] = set()  # Secure peripherals touched through their NS alias
         self.attr_seen: set[tuple[str, bool, Attr, Attr, bool]] = set()  # traced once per reset
+        self.cpu_seen: set[str] = set()  # blocks the core has touched since reset (traced once)
         self.access_secure = True  # security of the debugger access in progress (CSW.HNONSEC = 0)
         self.dpm_latched = (False, False)  # (secure world, non-secure world) debug closed since reset
         self.ticks = 0  # modelled time: one tick per peripheral register access, by anyone
@@ -359,7 +360,16 @@ class Board:
         self.ticks += 1
         return m.clock is None or self.clk.enabled(m.clock)
 
+    def _cpu_attribution(self, m: _Mapping, addr: int) -> None:
+        """The core runs Secure: its accesses go anywhere; the first per block after a reset is traced."""
+        if m.name not in self.cpu_seen:
+            self.cpu_seen.add(m.name)
+            self.note(
+                "attribution", f"cpu Secure access to {m.name} 0x{addr:08x}: {self._attr_text(addr)}, allowed"
+            )
+
     def _cpu_device_read(self, m: _Mapping, addr: int, size: int) -> int:
+        self._cpu_attribution(m, addr)
         if not self._clocked(m):
             return 0
         try:
@@ -369,6 +379,7 @@ class Board:
             return 0
 
     def _cpu_device_write(self, m: _Mapping, addr: int, size: int, value: int) -> None:
+        self._cpu_attribution(m, addr)
         if not self._clocked(m):
             return
         try:
@@ -449,7 +460,9 @@ class Board:
         if self._locked_at_reset:
             raise BusFault(addr, "debug access blocked by the secure lock")
         if secure and secure_closed and not memmap.is_non_secure(addr):
-            raise BusFault(addr, "debug access blocked by the DPM (secure debug locked)")
+            if self.dpm_latched[0]:
+                raise BusFault(addr, "debug access blocked by the DPM (secure debug locked)")
+            raise BusFault(addr, "debug access blocked: DAUTHCTRL turned secure debug off")
         if secure and not secure_closed:
             self._trace_attribution(addr, True, True)  # a Secure access may go anywhere
             return
@@ -574,6 +587,7 @@ class Board:
         self.dpm_latched = (dpm["s_dbgdis"] or dpm["s_lock"], dpm["ns_dbgdis"] or dpm["ns_lock"])
         self.ns_refused.clear()
         self.attr_seen.clear()
+        self.cpu_seen.clear()
         self.sau.reset()
         self.sys.reset()
         self.clk.reset()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nusec.sim import memmap
+from nusec.sim import memmap, sau
 from nusec.sim.board import CoreState, Master, WordDevice
 from nusec.sim.cpu import RunResult, StopReason
 
@@ -31,12 +31,17 @@ POLL_SLICE = 200_000  # instructions run per DHCSR poll while the core runs
 
 # Offsets from the PPB base.
 ITM, DWT, FPB, SCS, ROM = 0x0000, 0x1000, 0x2000, 0xE000, 0xFF000
-DHCSR, DCRSR, DCRDR, DEMCR, DSCSR = SCS + 0xDF0, SCS + 0xDF4, SCS + 0xDF8, SCS + 0xDFC, SCS + 0xE08
+# core_cm55.h: DCB_BASE, DIB_BASE, SCB_BASE and their register offsets (absolute addresses).
+DCB_BASE, DIB_BASE, SCB_BASE = 0xE000_EDF0, 0xE000_EFB0, 0xE000_ED00
+DCB_DHCSR, DCB_DAUTHCTRL, DCB_DSCSR, DIB_DAUTHSTATUS, SCB_ID_PFR1 = 0x00, 0x14, 0x18, 0x08, 0x44
+_DCB, _DIB = DCB_BASE - memmap.PPB_BASE, DIB_BASE - memmap.PPB_BASE
+DHCSR, DCRSR, DCRDR, DEMCR, DSCSR = _DCB + DCB_DHCSR, _DCB + 0x4, _DCB + 0x8, _DCB + 0xC, _DCB + DCB_DSCSR
 CPUID_R, ICSR, VTOR, AIRCR, CPACR = SCS + 0xD00, SCS + 0xD04, SCS + 0xD08, SCS + 0xD0C, SCS + 0xD88
-DFSR, ID_PFR0, ID_PFR1, ID_DFR0 = SCS + 0xD30, SCS + 0xD40, SCS + 0xD44, SCS + 0xD48
-DAUTHCTRL, DAUTHSTATUS = SCS + 0xE04, SCS + 0xFB8  # core_cm55.h: DCB_BASE + 0x14, DIB_BASE + 0x08
-SAU = memmap.SCS_BASE - memmap.PPB_BASE + 0xDD0  # core_cm55.h: SAU_BASE (SCS_BASE + 0x0DD0)
-SAU_END = SAU + 0x14
+DFSR, ID_PFR0, ID_DFR0 = SCS + 0xD30, SCS + 0xD40, SCS + 0xD48
+ID_PFR1 = SCB_BASE - memmap.PPB_BASE + SCB_ID_PFR1
+DAUTHCTRL, DAUTHSTATUS = _DCB + DCB_DAUTHCTRL, _DIB + DIB_DAUTHSTATUS
+SAU = sau.SAU_BASE - memmap.PPB_BASE
+SAU_END = SAU + sau.RLAR + 4
 MVFR0, MVFR1, MVFR2 = SCS + 0xF40, SCS + 0xF44, SCS + 0xF48
 FP_CTRL, FP_REMAP, FP_COMP0 = FPB + 0x000, FPB + 0x004, FPB + 0x008
 DWT_CTRL, DWT_CYCCNT = DWT + 0x000, DWT + 0x004
@@ -57,6 +62,7 @@ DSCSR_SBRSELEN, DSCSR_SBRSEL, DSCSR_CDS, DSCSR_CDSKEY = 1 << 0, 1 << 1, 1 << 16,
 DAUTHCTRL_SPIDENSEL, DAUTHCTRL_INTSPIDEN, DAUTHCTRL_SPNIDENSEL, DAUTHCTRL_INTSPNIDEN = 1, 2, 4, 8
 ID_PFR1_VALUE = 0x0000_0210  # Security b7:4 = 1 (Armv8.0-M Security Extension), M programmer's model
 DAUTH_ENABLED, DAUTH_DISABLED = 0b11, 0b10  # DAUTHSTATUS field: implemented and enabled / disabled
+DAUTHSTATUS_NSID_POS, DAUTHSTATUS_NSNID_POS, DAUTHSTATUS_SID_POS, DAUTHSTATUS_SNID_POS = 0, 2, 4, 6
 DFSR_HALTED, DFSR_BKPT, DFSR_VCATCH, DFSR_EXTERNAL = 1 << 0, 1 << 1, 1 << 3, 1 << 4
 DEMCR_VC_CORERESET = 1 << 0
 VECTKEY = 0x05FA << 16
@@ -240,7 +246,12 @@ class CoreDebug(WordDevice):
     def _dauthstatus(self) -> int:
         ns = DAUTH_DISABLED if self.board.dpm_latched[1] else DAUTH_ENABLED
         sec = DAUTH_ENABLED if self.board.secure_debug else DAUTH_DISABLED
-        return (sec << 6) | (sec << 4) | (ns << 2) | ns
+        return (
+            (sec << DAUTHSTATUS_SNID_POS)
+            | (sec << DAUTHSTATUS_SID_POS)
+            | (ns << DAUTHSTATUS_NSNID_POS)
+            | (ns << DAUTHSTATUS_NSID_POS)
+        )
 
     # -- core control -------------------------------------------------------------------------
     def system_reset(self) -> None:

@@ -33,7 +33,7 @@ AP_CSW, AP_CFG, AP_BASE, AP_IDR = 0x00, 0xF4, 0xF8, 0xFC
 # AHB5-AP: revision 0, designer ARM (0x23b), class MEM-AP (8), variant 1, type AHB5 (5).
 AHB5_AP_IDR = (0x23B << 17) | (8 << 13) | (1 << 4) | 0x5
 CSYSPWRUPREQ, CDBGPWRUPREQ = 1 << 30, 1 << 28
-CSW_HNONSEC, CSW_SDEVICEEN = 1 << 30, 1 << 23  # ADIv5 AHB-AP CSW (pyocd coresight/ap.py)
+CSW_HNONSEC, CSW_SDEVICEEN = 1 << 30, 1 << 23  # AHB-AP CSW (pyocd coresight/ap.py; ADIv5)
 
 T = TypeVar("T")
 

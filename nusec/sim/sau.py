@@ -29,9 +29,12 @@ class Attr(enum.IntEnum):
     S = 2
 
 
+IDAU_NS_BIT = 0x1000_0000  # M55M1.h: NS_OFFSET; M55M1.ld: the +0x10000000 aliases are IDAU NS
+
+
 def idau(addr: int) -> Attr:
     """The M55M1's IDAU: bit 28 selects the non-secure alias (ITCM, flash, SRAM, peripherals, EBI)."""
-    return Attr.NS if addr & 0x1000_0000 else Attr.S
+    return Attr.NS if addr & IDAU_NS_BIT else Attr.S
 
 
 class Sau:

@@ -52,6 +52,7 @@ def test_pyocd_detects_the_security_extension(sim_dir: Path) -> None:
         t.write32(DSCSR, 0x0)  # CDSKEY = 0 with CDS = 0: the core cannot leave Secure state here
         assert t.read32(DSCSR) == 0x0001_0000
         assert t.read32(SAU_TYPE) == sau.SREGIONS == 8
+        assert core.ap.is_enabled_for(Target.SecurityState.SECURE)  # CSW.SDEVICEEN
 
 
 def test_pyocd_reads_and_writes_memory_in_both_security_states(sim_dir: Path) -> None:
@@ -80,6 +81,8 @@ def test_non_secure_debug_access_faults_while_the_sau_is_off(tz: Board) -> None:
     tz.write32(SAU_CTRL, sau.CTRL_ALLNS)  # ALLNS: the IDAU alone decides
     tz.write_memory(NS_SRAM, b"\x01\x02\x03\x04", secure=False)
     assert tz.read_memory(S_SRAM, 4) == b"\x01\x02\x03\x04"
+    flash_ns = memmap.FLASH_BASE + memmap.NS_ALIAS  # the same flash bank through its NS alias
+    assert tz.read_memory(flash_ns, 64, secure=False) == tz.read_memory(memmap.FLASH_BASE, 64)
     with pytest.raises(Exception, match="non-secure"):
         tz.read_memory(S_SRAM, 4, secure=False)
 
@@ -130,3 +133,20 @@ def test_attribution_events_are_traced(tz: Board) -> None:
     assert "debugger Non-secure access to SRAM 0x30100000: IDAU NS, SAU NS -> NS, allowed" in events
     assert "debugger Non-secure access to SRAM 0x20100000: IDAU S, SAU NS -> S, fault" in events
     assert any(k == "sau" and "CTRL = 0x00000002" in d for k, d in tz.trace)
+
+
+def test_dauthctrl_is_for_secure_software_and_cleared_at_reset(tz: Board) -> None:
+    tz.write32(DAUTHCTRL, 0x1)  # the debugger cannot turn its own secure debug off (or on)
+    assert tz.read32(DAUTHCTRL) == 0 and tz.secure_debug
+    tz.write32(DAUTHCTRL, 0x1, Master.CPU)  # SPIDENSEL with INTSPIDEN 0: secure debug off
+    assert not tz.read32(DHCSR) & (1 << 20) and tz.read32(DAUTHSTATUS) & 0xF0 == 0xA0
+    with pytest.raises(Exception, match="DAUTHCTRL turned secure debug off"):
+        tz.read32(S_SRAM)
+    tz.reset()
+    assert tz.read32(DAUTHCTRL) == 0 and tz.secure_debug
+
+
+def test_leaving_secure_state_is_refused_and_traced(tz: Board) -> None:
+    tz.write32(DSCSR, 0x0)
+    assert tz.read32(DSCSR) == 0x0001_0000
+    assert any(k == "dscsr" for k, _ in tz.trace)
