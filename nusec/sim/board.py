@@ -205,6 +205,7 @@ class Board:
         self.ns_refused: set[str] = set()  # Secure peripherals touched through their NS alias
         self.attr_seen: set[tuple[str, bool, Attr, Attr, bool]] = set()  # traced once per reset
         self.cpu_seen: set[str] = set()  # blocks the core has touched since reset (traced once)
+        self.attr_pages: set[int] = set()  # 4 KiB pages a Secure debugger access has been traced in
         self.access_secure = True  # security of the debugger access in progress (CSW.HNONSEC = 0)
         self.dpm_latched = (False, False)  # (secure world, non-secure world) debug closed since reset
         self.ticks = 0  # modelled time: one tick per peripheral register access, by anyone
@@ -463,8 +464,11 @@ class Board:
             if self.dpm_latched[0]:
                 raise BusFault(addr, "debug access blocked by the DPM (secure debug locked)")
             raise BusFault(addr, "debug access blocked: DAUTHCTRL turned secure debug off")
-        if secure and not secure_closed:
-            self._trace_attribution(addr, True, True)  # a Secure access may go anywhere
+        if secure and not secure_closed:  # a Secure access may go anywhere: only traced
+            page = addr >> 12
+            if page not in self.attr_pages:  # keeps the per-transfer cost to one set lookup
+                self.attr_pages.add(page)
+                self._trace_attribution(addr, True, True)
             return
         last = addr + max(length, 1) - 1
         ok = self.attribution(addr) is Attr.NS and self.attribution(last) is Attr.NS
@@ -588,6 +592,7 @@ class Board:
         self.ns_refused.clear()
         self.attr_seen.clear()
         self.cpu_seen.clear()
+        self.attr_pages.clear()
         self.sau.reset()
         self.sys.reset()
         self.clk.reset()

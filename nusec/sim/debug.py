@@ -193,6 +193,7 @@ class CoreDebug(WordDevice):
         if SAU <= offset < SAU_END:
             if self._secure_access(master):
                 self.board.sau.write32(offset - SAU, value, master.value)
+                self.board.attr_pages.clear()  # attribution may change: trace it afresh
         elif offset == DSCSR:
             self.dscsr = value & (DSCSR_SBRSELEN | DSCSR_SBRSEL)
             if not value & (DSCSR_CDSKEY | DSCSR_CDS):
