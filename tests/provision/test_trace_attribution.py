@@ -26,7 +26,8 @@ def test_a_provisioning_run_traces_secure_and_non_secure_attribution(
     assert res.ok
     trace = [r.getMessage().split(" ", 1)[1] for r in caplog.records if r.name == "nusec.sim.board"]
     events = [t.split(" ", 1)[1] for t in trace if t.startswith("attribution ")]
-    for who, region in (("debugger", "SRAM"), ("debugger", "FMC"), ("cpu", "KS"), ("cpu", "CRYPTO")):
+    debugger = [("debugger", r) for r in ("SRAM", "SYS", "CLK", "FMC", "APROM", "DPM")]
+    for who, region in (*debugger, ("cpu", "KS"), ("cpu", "CRYPTO")):
         assert any(e.startswith(f"{who} Secure access to {region} 0x") and "IDAU S" in e for e in events), (
             region
         )
