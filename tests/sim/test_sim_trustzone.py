@@ -150,3 +150,15 @@ def test_leaving_secure_state_is_refused_and_traced(tz: Board) -> None:
     tz.write32(DSCSR, 0x0)
     assert tz.read32(DSCSR) == 0x0001_0000
     assert any(k == "dscsr" for k, _ in tz.trace)
+
+
+def test_one_register_bank_whatever_sbrsel_says(tz: Board) -> None:
+    def reg(sel: int) -> int:
+        tz.write32(0xE000_EDF4, sel)  # DCRSR read
+        return tz.read32(0xE000_EDF8)  # DCRDR
+
+    tz.write32(0xE000_EDF8, 0x2000_1000)
+    tz.write32(0xE000_EDF4, 13 | (1 << 16))  # DCRSR write (REGWNR): SP
+    tz.write32(DSCSR, 0x1)  # SBRSELEN with SBRSEL 0 (Non-secure bank) selects nothing here
+    assert reg(13) == 0x2000_1000
+    assert [reg(s) for s in (0x18, 0x19, 0x1A, 0x1B)] == [0, 0, 0, 0]  # MSP_NS, PSP_NS, MSP_S, PSP_S
