@@ -162,3 +162,11 @@ def test_one_register_bank_whatever_sbrsel_says(tz: Board) -> None:
     tz.write32(DSCSR, 0x1)  # SBRSELEN with SBRSEL 0 (Non-secure bank) selects nothing here
     assert reg(13) == 0x2000_1000
     assert [reg(s) for s in (0x18, 0x19, 0x1A, 0x1B)] == [0, 0, 0, 0]  # MSP_NS, PSP_NS, MSP_S, PSP_S
+
+
+def test_pyocd_memory_map_lists_both_aliases_with_their_security(sim_dir: Path) -> None:
+    with session("tz5") as s:
+        mm = s.target.memory_map
+        for addr, secure in ((memmap.FLASH_BASE, True), (S_SRAM, True), (memmap.KS_BASE, True)):
+            assert mm.get_region_for_address(addr).is_secure is secure
+            assert mm.get_region_for_address(addr + memmap.NS_ALIAS).is_nonsecure is secure
