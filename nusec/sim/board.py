@@ -41,6 +41,7 @@ from nusec.sim import memmap
 from nusec.sim.cpu import Cpu, RunResult, StopReason
 from nusec.sim.faults import FaultPlan
 from nusec.sim.nvstate import NvState, NvStore, default_sim_dir
+from nusec.sim.sau import Attr, Sau, idau
 
 logger = logging.getLogger(__name__)
 
@@ -202,10 +203,15 @@ class Board:
         self._flash_dirty = 0
         self._locked_at_reset = False
         self.ns_refused: set[str] = set()  # Secure peripherals touched through their NS alias
+        self.attr_seen: set[tuple[str, bool, Attr, Attr, bool]] = set()  # traced once per reset
+        self.cpu_seen: set[str] = set()  # blocks the core has touched since reset (traced once)
+        self.attr_pages: set[int] = set()  # 4 KiB pages a Secure debugger access has been traced in
+        self.access_secure = True  # security of the debugger access in progress (CSW.HNONSEC = 0)
         self.dpm_latched = (False, False)  # (secure world, non-secure world) debug closed since reset
         self.ticks = 0  # modelled time: one tick per peripheral register access, by anyone
         self.trace: collections.deque[tuple[str, str]] = collections.deque(maxlen=TRACE_LEN)
 
+        self.sau = Sau(self.note)
         self.cpu = Cpu()
         self.cpu.map_rom(memmap.FLASH_BASE, memmap.FLASH_SIZE)
         self.cpu.map_ram(memmap.SRAM_BASE, memmap.SRAM_SIZE)
@@ -355,7 +361,16 @@ class Board:
         self.ticks += 1
         return m.clock is None or self.clk.enabled(m.clock)
 
+    def _cpu_attribution(self, m: _Mapping, addr: int) -> None:
+        """The core runs Secure: its accesses go anywhere; the first per block after a reset is traced."""
+        if m.name not in self.cpu_seen:
+            self.cpu_seen.add(m.name)
+            self.note(
+                "attribution", f"cpu Secure access to {m.name} 0x{addr:08x}: {self._attr_text(addr)}, allowed"
+            )
+
     def _cpu_device_read(self, m: _Mapping, addr: int, size: int) -> int:
+        self._cpu_attribution(m, addr)
         if not self._clocked(m):
             return 0
         try:
@@ -365,6 +380,7 @@ class Board:
             return 0
 
     def _cpu_device_write(self, m: _Mapping, addr: int, size: int, value: int) -> None:
+        self._cpu_attribution(m, addr)
         if not self._clocked(m):
             return
         try:
@@ -414,28 +430,84 @@ class Board:
         ISPFF and verify the word, then resets to apply it."""
         return self._locked_at_reset or self.dpm_latched[1]
 
+    @property
+    def secure_debug(self) -> bool:
+        """Secure debug is enabled (DHCSR.S_SDE): not closed by the DPM, or DAUTHCTRL's override."""
+        return self.debug.secure_debug_allowed()
+
     # -- bus access ---------------------------------------------------------------------------
-    def _check_debugger(self, addr: int) -> None:
+    def attribution(self, addr: int) -> Attr:
+        """Security attribution of ``addr``: the more secure of the IDAU's and the SAU's answer."""
+        return max(idau(addr), self.sau.attribute(addr))
+
+    def _region_name(self, addr: int) -> str:
+        phys = addr & ~memmap.NS_ALIAS if memmap.is_non_secure(addr) else addr
+        if _inside(phys, 1, memmap.SRAM_BASE, memmap.SRAM_SIZE):
+            return "SRAM"
+        if _inside(phys, 1, memmap.FLASH_BASE, memmap.FLASH_SIZE):
+            return "APROM"
+        m = self._find(addr)
+        return m.name if m is not None else "unmapped"
+
+    def _check_debugger(self, addr: int, length: int, secure: bool) -> None:
         if self.link_down:
             raise LinkDown(f"simulated board {self.name!r}: probe link is down")
         if memmap.PPB_BASE <= addr < memmap.PPB_BASE + memmap.PPB_SIZE:
             return  # the debug registers stay reachable: pyocd can still connect
-        secure_closed, ns_closed = self.dpm_latched
+        ns_closed = self.dpm_latched[1]
+        secure_closed = not self.secure_debug
         if ns_closed:
             raise BusFault(addr, "debug access blocked by the DPM (non-secure debug locked: both worlds)")
         if self._locked_at_reset:
             raise BusFault(addr, "debug access blocked by the secure lock")
-        if secure_closed and not memmap.is_non_secure(addr):
-            raise BusFault(addr, "debug access blocked by the DPM (secure debug locked)")
+        if secure and secure_closed and not memmap.is_non_secure(addr):
+            if self.dpm_latched[0]:
+                raise BusFault(addr, "debug access blocked by the DPM (secure debug locked)")
+            raise BusFault(addr, "debug access blocked: DAUTHCTRL turned secure debug off")
+        if secure and not secure_closed:  # a Secure access may go anywhere: only traced
+            page = addr >> 12
+            if page not in self.attr_pages:  # keeps the per-transfer cost to one set lookup
+                self.attr_pages.add(page)
+                self._trace_attribution(addr, True, True)
+            return
+        last = addr + max(length, 1) - 1
+        ok = self.attribution(addr) is Attr.NS and self.attribution(last) is Attr.NS
+        self._trace_attribution(addr, False, ok)
+        if not ok:
+            raise BusFault(addr, f"non-secure debugger access to a Secure address ({self._attr_text(addr)})")
 
-    def read_memory(self, addr: int, length: int, master: Master = Master.DEBUGGER) -> bytes:
-        """Read ``length`` bytes as ``master``; MMIO is accessed in naturally aligned words."""
+    def _attr_text(self, addr: int) -> str:
+        i, s = idau(addr), self.sau.attribute(addr)
+        return f"IDAU {i.name}, SAU {s.name} -> {max(i, s).name}"
+
+    def _trace_attribution(self, addr: int, secure: bool, ok: bool) -> None:
+        region = self._region_name(addr)
+        key = (region, secure, idau(addr), self.sau.attribute(addr), ok)
+        if key in self.attr_seen:
+            return
+        self.attr_seen.add(key)
+        world = "Secure" if secure else "Non-secure"
+        verdict = "allowed" if ok else "fault"
+        where = f"{region} 0x{addr:08x}"
+        self.note("attribution", f"debugger {world} access to {where}: {self._attr_text(addr)}, {verdict}")
+
+    def read_memory(
+        self, addr: int, length: int, master: Master = Master.DEBUGGER, *, secure: bool = True
+    ) -> bytes:
+        """Read ``length`` bytes as ``master``; MMIO is accessed in naturally aligned words. A
+        debugger access is Secure unless ``secure`` is False (the AP's CSW.HNONSEC); the core's
+        accesses are always Secure (it runs in Secure state)."""
         with self.lock:
-            return self._read_memory(addr, length, master)
+            self.access_secure = secure
+            try:
+                return self._read_memory(addr, length, master, secure)
+            finally:
+                self.access_secure = True
 
-    def _read_memory(self, addr: int, length: int, master: Master) -> bytes:
+    def _read_memory(self, addr: int, length: int, master: Master, secure: bool = True) -> bytes:
         if master is Master.DEBUGGER:
-            self._check_debugger(addr)
+            self._check_debugger(addr, length, secure)
+            addr = _memory_alias(addr, length)
         if _inside(addr, length, memmap.SRAM_BASE, memmap.SRAM_SIZE):
             return self.cpu.read_mem(addr, length)
         if _inside(addr, length, memmap.FLASH_BASE, memmap.FLASH_SIZE):
@@ -449,14 +521,22 @@ class Board:
             a += size
         return bytes(out)
 
-    def write_memory(self, addr: int, data: bytes, master: Master = Master.DEBUGGER) -> None:
-        """Write bytes as ``master``. Flash is not writable on the bus: use the FMC."""
+    def write_memory(
+        self, addr: int, data: bytes, master: Master = Master.DEBUGGER, *, secure: bool = True
+    ) -> None:
+        """Write bytes as ``master`` (``secure`` as for ``read_memory``). Flash is not writable
+        on the bus: use the FMC."""
         with self.lock:
-            self._write_memory(addr, data, master)
+            self.access_secure = secure
+            try:
+                self._write_memory(addr, data, master, secure)
+            finally:
+                self.access_secure = True
 
-    def _write_memory(self, addr: int, data: bytes, master: Master) -> None:
+    def _write_memory(self, addr: int, data: bytes, master: Master, secure: bool = True) -> None:
         if master is Master.DEBUGGER:
-            self._check_debugger(addr)
+            self._check_debugger(addr, len(data), secure)
+            addr = _memory_alias(addr, len(data))
         if _inside(addr, len(data), memmap.SRAM_BASE, memmap.SRAM_SIZE):
             self.cpu.write_mem(addr, data)
             return
@@ -510,6 +590,10 @@ class Board:
         dpm = self.nv.dpm
         self.dpm_latched = (dpm["s_dbgdis"] or dpm["s_lock"], dpm["ns_dbgdis"] or dpm["ns_lock"])
         self.ns_refused.clear()
+        self.attr_seen.clear()
+        self.cpu_seen.clear()
+        self.attr_pages.clear()
+        self.sau.reset()
         self.sys.reset()
         self.clk.reset()
         self.fmc.reset()
@@ -578,6 +662,18 @@ class Board:
         """Per OTP entry, the most PROGRAMs any of its words received (persisted; see
         ``NvState.program_counts`` for per-word and lock-word counts)."""
         return self.nv.program_counts.per_entry()
+
+
+def _memory_alias(addr: int, length: int) -> int:
+    """The secure address of flash or SRAM reached through its non-secure alias (same bank); the
+    debugger reaches memory through either, the core (always Secure) through the secure one."""
+    if memmap.is_non_secure(addr):
+        phys = addr - memmap.NS_ALIAS
+        if _inside(phys, length, memmap.SRAM_BASE, memmap.SRAM_SIZE) or _inside(
+            phys, length, memmap.FLASH_BASE, memmap.FLASH_SIZE
+        ):
+            return phys
+    return addr
 
 
 def _inside(addr: int, length: int, base: int, size: int) -> bool:

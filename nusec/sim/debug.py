@@ -2,8 +2,10 @@
 table, ITM/DWT/FPB/SCS component ids, the core debug registers (DHCSR, DCRSR/DCRDR, DEMCR, DFSR),
 AIRCR resets, FPB breakpoints, and the ID registers pyocd reads during discovery.
 
-The core is identified as a Cortex-M55 without FPU/MVE and without the security extension (the
-emulated ISA is the M33's). The core advances when the debugger resumes it and while the
+The core is identified as a Cortex-M55 without FPU/MVE, with the Armv8-M Security Extension as the
+debugger sees it (ID_PFR1.Security, DSCSR, DHCSR.S_SDE, DAUTHCTRL, DAUTHSTATUS, the SAU of
+``nusec.sim.sau``); the emulated ISA is the M33's and unicorn runs every instruction in one
+state, reported as Secure (DSCSR.CDS = 1). The core advances when the debugger resumes it and while the
 debugger polls DHCSR, within ``board.instruction_budget`` instructions per resume.
 
 After the secure lock, the debugger can still read the ROM table and ids (so pyocd connects and
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nusec.sim import memmap
+from nusec.sim import memmap, sau
 from nusec.sim.board import CoreState, Master, WordDevice
 from nusec.sim.cpu import RunResult, StopReason
 
@@ -29,9 +31,17 @@ POLL_SLICE = 200_000  # instructions run per DHCSR poll while the core runs
 
 # Offsets from the PPB base.
 ITM, DWT, FPB, SCS, ROM = 0x0000, 0x1000, 0x2000, 0xE000, 0xFF000
-DHCSR, DCRSR, DCRDR, DEMCR, DSCSR = SCS + 0xDF0, SCS + 0xDF4, SCS + 0xDF8, SCS + 0xDFC, SCS + 0xE08
+# core_cm55.h: DCB_BASE, DIB_BASE, SCB_BASE and their register offsets (absolute addresses).
+DCB_BASE, DIB_BASE, SCB_BASE = 0xE000_EDF0, 0xE000_EFB0, 0xE000_ED00
+DCB_DHCSR, DCB_DAUTHCTRL, DCB_DSCSR, DIB_DAUTHSTATUS, SCB_ID_PFR1 = 0x00, 0x14, 0x18, 0x08, 0x44
+_DCB, _DIB = DCB_BASE - memmap.PPB_BASE, DIB_BASE - memmap.PPB_BASE
+DHCSR, DCRSR, DCRDR, DEMCR, DSCSR = _DCB + DCB_DHCSR, _DCB + 0x4, _DCB + 0x8, _DCB + 0xC, _DCB + DCB_DSCSR
 CPUID_R, ICSR, VTOR, AIRCR, CPACR = SCS + 0xD00, SCS + 0xD04, SCS + 0xD08, SCS + 0xD0C, SCS + 0xD88
-DFSR, ID_PFR0, ID_PFR1, ID_DFR0 = SCS + 0xD30, SCS + 0xD40, SCS + 0xD44, SCS + 0xD48
+DFSR, ID_PFR0, ID_DFR0 = SCS + 0xD30, SCS + 0xD40, SCS + 0xD48
+ID_PFR1 = SCB_BASE - memmap.PPB_BASE + SCB_ID_PFR1
+DAUTHCTRL, DAUTHSTATUS = _DCB + DCB_DAUTHCTRL, _DIB + DIB_DAUTHSTATUS
+SAU = sau.SAU_BASE - memmap.PPB_BASE
+SAU_END = SAU + sau.RLAR + 4
 MVFR0, MVFR1, MVFR2 = SCS + 0xF40, SCS + 0xF44, SCS + 0xF48
 FP_CTRL, FP_REMAP, FP_COMP0 = FPB + 0x000, FPB + 0x004, FPB + 0x008
 DWT_CTRL, DWT_CYCCNT = DWT + 0x000, DWT + 0x004
@@ -47,6 +57,12 @@ S_REGRDY, S_HALT, S_SLEEP, S_LOCKUP, S_RETIRE_ST, S_RESET_ST = (
     1 << 24,
     1 << 25,
 )
+S_SDE = 1 << 20  # core_cm55.h: DCB_DHCSR_S_SDE (secure debug enabled)
+DSCSR_SBRSELEN, DSCSR_SBRSEL, DSCSR_CDS, DSCSR_CDSKEY = 1 << 0, 1 << 1, 1 << 16, 1 << 17
+DAUTHCTRL_SPIDENSEL, DAUTHCTRL_INTSPIDEN, DAUTHCTRL_SPNIDENSEL, DAUTHCTRL_INTSPNIDEN = 1, 2, 4, 8
+ID_PFR1_VALUE = 0x0000_0210  # Security b7:4 = 1 (Armv8.0-M Security Extension), M programmer's model
+DAUTH_ENABLED, DAUTH_DISABLED = 0b11, 0b10  # DAUTHSTATUS field: implemented and enabled / disabled
+DAUTHSTATUS_NSID_POS, DAUTHSTATUS_NSNID_POS, DAUTHSTATUS_SID_POS, DAUTHSTATUS_SNID_POS = 0, 2, 4, 6
 DFSR_HALTED, DFSR_BKPT, DFSR_VCATCH, DFSR_EXTERNAL = 1 << 0, 1 << 1, 1 << 3, 1 << 4
 DEMCR_VC_CORERESET = 1 << 0
 VECTKEY = 0x05FA << 16
@@ -93,13 +109,12 @@ COMPONENTS: dict[int, dict[int, int]] = {
 FIXED_SCS = {
     CPUID_R: CPUID,
     ID_PFR0: 0x0000_0030,
-    ID_PFR1: 0x0000_0200,  # M-profile programmer's model, no security extension
+    ID_PFR1: ID_PFR1_VALUE,
     ID_DFR0: 0x0020_0000,
     MVFR0: 0,
     MVFR1: 0,
     MVFR2: 0,
     CPACR: 0,  # no coprocessors: writes do not stick
-    DSCSR: 0,
 }
 
 
@@ -118,9 +133,13 @@ class CoreDebug(WordDevice):
         self.fp_comp = [0] * NUM_FPB
         self.budget_left: int | None = None
         self.pending_reset = False
+        self.dscsr = 0  # SBRSELEN, SBRSEL (CDS is always 1: the core runs Secure)
+        self.dauthctrl = 0
 
     def reset(self) -> None:
-        """System reset: debug control (DHCSR, DEMCR, FPB) survives, as it is in the debug domain."""
+        """System reset: debug control (DHCSR, DEMCR, FPB, DSCSR) survives, as it is in the debug
+        domain; DAUTHCTRL, set by secure software, is cleared."""
+        self.dauthctrl = 0
         self.reset_sticky = True
         self.vtor = memmap.FLASH_BASE
         self.budget_left = None
@@ -140,6 +159,14 @@ class CoreDebug(WordDevice):
             return COMPONENTS[ROM].get(offset & 0xFFF, 0)
         if offset in FIXED_SCS:
             return FIXED_SCS[offset]
+        if SAU <= offset < SAU_END:
+            return self.board.sau.read32(offset - SAU) if self._secure_access(master) else 0
+        if offset == DSCSR:
+            return self.dscsr | DSCSR_CDS
+        if offset == DAUTHCTRL:
+            return self.dauthctrl if self._secure_access(master) else 0
+        if offset == DAUTHSTATUS:
+            return self._dauthstatus()
         if offset == DHCSR:
             return self._read_dhcsr(master, locked)
         if offset == DCRDR:
@@ -163,7 +190,18 @@ class CoreDebug(WordDevice):
     def write32(self, offset: int, value: int, master: Master) -> None:
         if master is Master.DEBUGGER and self.board.debug_locked:
             return  # debug control is gone after the lock
-        if offset == DHCSR:
+        if SAU <= offset < SAU_END:
+            if self._secure_access(master):
+                self.board.sau.write32(offset - SAU, value, master.value)
+                self.board.attr_pages.clear()  # attribution may change: trace it afresh
+        elif offset == DSCSR:
+            self.dscsr = value & (DSCSR_SBRSELEN | DSCSR_SBRSEL)
+            if not value & (DSCSR_CDSKEY | DSCSR_CDS):
+                self.board.note("dscsr", "CDS = 0 ignored: the simulated core has only the Secure state")
+        elif offset == DAUTHCTRL:
+            if master is Master.CPU:  # secure software; the debugger cannot lift its own restriction
+                self.dauthctrl = value & 0xF
+        elif offset == DHCSR:
             if master is Master.DEBUGGER and (value & 0xFFFF_0000) == DBGKEY:
                 self._write_dhcsr(value & 0xF)
         elif offset == DCRSR:
@@ -196,6 +234,26 @@ class CoreDebug(WordDevice):
             self.fp_comp[(offset - FP_COMP0) // 4] = value
             self._sync_breakpoints()
 
+    def _secure_access(self, master: Master) -> bool:
+        """The core is Secure; a debugger access is Secure when HNONSEC = 0 and secure debug is on."""
+        return master is Master.CPU or (self.board.access_secure and self.board.secure_debug)
+
+    def secure_debug_allowed(self) -> bool:
+        """Secure invasive debug: DAUTHCTRL's internal SPIDEN if selected, else the DPM's signal."""
+        if self.dauthctrl & DAUTHCTRL_SPIDENSEL:
+            return bool(self.dauthctrl & DAUTHCTRL_INTSPIDEN)
+        return not self.board.dpm_latched[0]
+
+    def _dauthstatus(self) -> int:
+        ns = DAUTH_DISABLED if self.board.dpm_latched[1] else DAUTH_ENABLED
+        sec = DAUTH_ENABLED if self.board.secure_debug else DAUTH_DISABLED
+        return (
+            (sec << DAUTHSTATUS_SNID_POS)
+            | (sec << DAUTHSTATUS_SID_POS)
+            | (ns << DAUTHSTATUS_NSNID_POS)
+            | (ns << DAUTHSTATUS_NSID_POS)
+        )
+
     # -- core control -------------------------------------------------------------------------
     def system_reset(self) -> None:
         halt = bool(self.demcr & DEMCR_VC_CORERESET) and bool(self.dhcsr_ctl & C_DEBUGEN)
@@ -213,6 +271,8 @@ class CoreDebug(WordDevice):
         if master is Master.DEBUGGER and not locked and board.state is CoreState.RUNNING:
             self._run_slice(POLL_SLICE)
         value = (self.dhcsr_ctl & ~C_HALT if not locked else 0) | S_REGRDY | S_RETIRE_ST
+        if board.secure_debug:
+            value |= S_SDE
         if board.state is CoreState.HALTED:
             value |= S_HALT | (C_HALT if self.dhcsr_ctl & C_DEBUGEN else 0)
         elif board.state is CoreState.LOCKUP:

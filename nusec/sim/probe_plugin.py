@@ -33,6 +33,7 @@ AP_CSW, AP_CFG, AP_BASE, AP_IDR = 0x00, 0xF4, 0xF8, 0xFC
 # AHB5-AP: revision 0, designer ARM (0x23b), class MEM-AP (8), variant 1, type AHB5 (5).
 AHB5_AP_IDR = (0x23B << 17) | (8 << 13) | (1 << 4) | 0x5
 CSYSPWRUPREQ, CDBGPWRUPREQ = 1 << 30, 1 << 28
+CSW_HNONSEC, CSW_SDEVICEEN = 1 << 30, 1 << 23  # AHB-AP CSW (pyocd coresight/ap.py; ADIv5)
 
 T = TypeVar("T")
 
@@ -53,36 +54,43 @@ class SimMemoryInterface(MemoryInterface):  # type: ignore[misc]
     def __init__(self, probe: SimProbe) -> None:
         self._probe = probe
 
-    def _read(self, addr: int, length: int) -> bytes:
-        return self._probe.transfer(lambda b: b.read_memory(addr & 0xFFFF_FFFF, length))
+    def _read(self, addr: int, length: int, attrs: dict[str, Any]) -> bytes:
+        secure = _secure(attrs)
+        return self._probe.transfer(lambda b: b.read_memory(addr & 0xFFFF_FFFF, length, secure=secure))
 
-    def _write(self, addr: int, data: bytes) -> None:
-        self._probe.transfer(lambda b: b.write_memory(addr & 0xFFFF_FFFF, data))
+    def _write(self, addr: int, data: bytes, attrs: dict[str, Any]) -> None:
+        secure = _secure(attrs)
+        self._probe.transfer(lambda b: b.write_memory(addr & 0xFFFF_FFFF, data, secure=secure))
 
     def write_memory(self, addr: int, data: int, transfer_size: int = 32, **attrs: Any) -> None:
         n = transfer_size // 8
-        self._write(addr, (data & ((1 << transfer_size) - 1)).to_bytes(n, "little"))
+        self._write(addr, (data & ((1 << transfer_size) - 1)).to_bytes(n, "little"), attrs)
 
     def read_memory(
         self, addr: int, transfer_size: int = 32, now: bool = True, **attrs: Any
     ) -> int | Callable[[], int]:
-        value = int.from_bytes(self._read(addr, transfer_size // 8), "little")
+        value = int.from_bytes(self._read(addr, transfer_size // 8, attrs), "little")
         if now:
             return value
         return lambda: value
 
     def write_memory_block32(self, addr: int, data: Sequence[int], **attrs: Any) -> None:
-        self._write(addr, b"".join((w & 0xFFFF_FFFF).to_bytes(4, "little") for w in data))
+        self._write(addr, b"".join((w & 0xFFFF_FFFF).to_bytes(4, "little") for w in data), attrs)
 
     def read_memory_block32(self, addr: int, size: int, **attrs: Any) -> Sequence[int]:
-        raw = self._read(addr, size * 4)
+        raw = self._read(addr, size * 4, attrs)
         return [int.from_bytes(raw[i : i + 4], "little") for i in range(0, len(raw), 4)]
 
     def read_memory_block8(self, addr: int, size: int, **attrs: Any) -> Sequence[int]:
-        return list(self._read(addr, size))
+        return list(self._read(addr, size, attrs))
 
     def write_memory_block8(self, addr: int, data: Sequence[int], **attrs: Any) -> None:
-        self._write(addr, bytes(data))
+        self._write(addr, bytes(data), attrs)
+
+
+def _secure(attrs: dict[str, Any]) -> bool:
+    """pyocd passes the AP's CSW with every transfer: HNONSEC = 0 is a Secure access."""
+    return not int(attrs.get("csw", 0)) & CSW_HNONSEC
 
 
 class SimProbe(DebugProbe):  # type: ignore[misc]
@@ -246,7 +254,8 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
             apsel, reg = (addr >> 24) & 0xFF, addr & 0xFF
             if apsel != 0:
                 return 0
-            return {AP_IDR: AHB5_AP_IDR, AP_BASE: 0xE00F_F003, AP_CFG: 0, AP_CSW: self._ap_csw}.get(reg, 0)
+            csw = self._ap_csw | (CSW_SDEVICEEN if board.secure_debug else 0)  # SPIDEN, as the DPM leaves it
+            return {AP_IDR: AHB5_AP_IDR, AP_BASE: 0xE00F_F003, AP_CFG: 0, AP_CSW: csw}.get(reg, 0)
 
         value = self.transfer(rd)
         return value if now else (lambda: value)
@@ -255,7 +264,7 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
         def wr(board: Board) -> None:
             self._link_check(board)
             if (addr >> 24) & 0xFF == 0 and addr & 0xFF == AP_CSW:
-                self._ap_csw = data
+                self._ap_csw = data & ~CSW_SDEVICEEN  # read-only: the authentication signal
 
         self.transfer(wr)
 

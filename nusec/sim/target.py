@@ -18,7 +18,8 @@ TARGET_NAME = "nusec_m55s1sim"
 
 
 class M55S1Sim(CoreSightTarget):  # type: ignore[misc]
-    """Memory map of the simulated part (secure addresses)."""
+    """Memory map of the simulated part: the secure addresses (access ``s``) and the non-secure
+    aliases of flash, SRAM and the peripherals (M55M1.ld: IDAU NS at +0x10000000)."""
 
     VENDOR = "Nuvoton"
 
@@ -27,18 +28,48 @@ class M55S1Sim(CoreSightTarget):  # type: ignore[misc]
             name="aprom",
             start=memmap.FLASH_BASE,
             length=memmap.FLASH_SIZE,
+            access="rxs",
             is_boot_memory=True,
             is_testable=False,
         ),
-        RamRegion(name="sram", start=memmap.SRAM_BASE, length=memmap.SRAM_SIZE, is_default=True),
-        DeviceRegion(name="config", start=memmap.CONFIG_BASE, length=memmap.CONFIG_SIZE, is_testable=False),
+        RomRegion(
+            name="aprom_ns",
+            start=memmap.FLASH_BASE + memmap.NS_ALIAS,
+            length=memmap.FLASH_SIZE,
+            access="rx",
+            is_testable=False,
+        ),
+        RamRegion(
+            name="sram", start=memmap.SRAM_BASE, length=memmap.SRAM_SIZE, access="rwxs", is_default=True
+        ),
+        RamRegion(
+            name="sram_ns",
+            start=memmap.SRAM_BASE + memmap.NS_ALIAS,
+            length=memmap.SRAM_SIZE,
+            access="rwx",
+            is_default=False,
+            is_testable=False,
+        ),
+        DeviceRegion(
+            name="config",
+            start=memmap.CONFIG_BASE,
+            length=memmap.CONFIG_SIZE,
+            access="rws",
+            is_testable=False,
+        ),
         DeviceRegion(
             name="otp",
             start=memmap.OTP_BASE,
             length=memmap.OTP_SIZE + memmap.OTP_LOCK_SIZE + 0x800,
+            access="rws",
             is_testable=False,
         ),
-        DeviceRegion(name="peripherals", start=0x4000_0000, length=0x2000_0000, is_testable=False),
+        DeviceRegion(
+            name="peripherals", start=0x4000_0000, length=0x1000_0000, access="rws", is_testable=False
+        ),
+        DeviceRegion(
+            name="peripherals_ns", start=0x5000_0000, length=0x1000_0000, access="rw", is_testable=False
+        ),
     )
 
     def __init__(self, session: object) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pyocd.core import exceptions
 
-from nusec.sim import dpm, memmap
-from nusec.sim.board import Board
+from nusec.sim import dpm, memmap, sau
+from nusec.sim.board import Board, Master
 from tests.sim.sim_helpers import session
 
 S_CTL = memmap.DPM_BASE + dpm.CTL
@@ -32,7 +32,11 @@ def test_writes_need_the_verify_code_and_take_effect_at_reset(sim_dir: Path) -> 
         for addr in SECURE:  # the secure world is closed to the debugger ...
             with pytest.raises(Exception, match="DPM"):
                 b.read32(addr)
-        for addr in NON_SECURE:  # ... the non-secure world is not
+        for addr in NON_SECURE:  # ... the non-secure world is not, but the SAU is still closed ...
+            with pytest.raises(Exception, match="non-secure debugger access"):
+                b.read32(addr)
+        b.write32(sau.SAU_BASE + sau.CTRL, sau.CTRL_ALLNS, Master.CPU)  # ... until secure code opens it
+        for addr in NON_SECURE:
             b.read32(addr)
         b.write32(memmap.DPM_BASE + memmap.NS_ALIAS + dpm.CTL, LOCK)  # secure CTL: not through the NS alias
         assert not b.nv.dpm["ns_lock"] and not b.nv.dpm["ns_dbgdis"]
