@@ -11,7 +11,6 @@ a record on the token.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,14 +139,12 @@ def run(
     """Run the batch-keys ceremony (module docstring)."""
     config = loaded.config
     check_duties(config.ceremony, [], rehearsal=rehearsal)
-    base = (
-        (rehearsal_dir or Path(tempfile.mkdtemp(prefix="nusec-rehearsal-"))).resolve() if rehearsal else None
+    plan = out.planned_outputs(
+        config.outputs.directory,
+        {"signer_public": config.outputs.signer_public, "transcript": config.outputs.transcript},
+        rehearsal=rehearsal,
+        rehearsal_dir=rehearsal_dir,
     )
-    final = base / config.outputs.directory.name if base is not None else config.outputs.directory
-    plan = out.OutputPlan(
-        final, {"signer_public": config.outputs.signer_public, "transcript": config.outputs.transcript}
-    )
-    out.refuse_existing(plan)
     labels = [config.batch.kek_label, config.batch.signer_label]
     with (
         out.exclusive(plan),

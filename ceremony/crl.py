@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -163,12 +162,12 @@ def run(
     check_duties(config.ceremony, [], rehearsal=rehearsal)
     this_update, next_update = config.crl.dates()
     check_clock_near(this_update, now_utc(now), "crl.this_update")
-    base = (
-        (rehearsal_dir or Path(tempfile.mkdtemp(prefix="nusec-rehearsal-"))).resolve() if rehearsal else None
+    plan = out.planned_outputs(
+        config.outputs.directory,
+        {"crl": config.outputs.crl, "transcript": config.outputs.transcript},
+        rehearsal=rehearsal,
+        rehearsal_dir=rehearsal_dir,
     )
-    final = base / config.outputs.directory.name if base is not None else config.outputs.directory
-    plan = out.OutputPlan(final, {"crl": config.outputs.crl, "transcript": config.outputs.transcript})
-    out.refuse_existing(plan)
     root_cert = load_certificate(config.root.certificate, "root.certificate")
     root_pub = ec_public(root_cert, "root.certificate")
     revoked = [

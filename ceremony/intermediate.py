@@ -12,7 +12,6 @@ online anyway, and another intermediate ceremony replaces it if it is lost.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -181,12 +180,12 @@ def run(
     config = loaded.config
     check_duties(config.ceremony, [], rehearsal=rehearsal)
     check_clock_near(config.ica.validity()[0], now_utc(now), "ica.not_before")
-    base = (
-        (rehearsal_dir or Path(tempfile.mkdtemp(prefix="nusec-rehearsal-"))).resolve() if rehearsal else None
+    plan = out.planned_outputs(
+        config.outputs.directory,
+        {k: v for k, v in config.outputs.model_dump().items() if k != "directory"},
+        rehearsal=rehearsal,
+        rehearsal_dir=rehearsal_dir,
     )
-    final = base / config.outputs.directory.name if base is not None else config.outputs.directory
-    plan = out.OutputPlan(final, {k: v for k, v in config.outputs.model_dump().items() if k != "directory"})
-    out.refuse_existing(plan)
     root_cert = load_certificate(config.root.certificate, "root.certificate")
     root_pub = ec_public(root_cert, "root.certificate")
     if config.ica.validity()[1] > root_cert.not_valid_after_utc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,20 @@ def refuse_existing(plan: OutputPlan) -> None:
     parent = plan.final_dir.parent
     if parent.exists() and not parent.is_dir():
         raise OutputExistsError(f"{parent} is not a folder")
+
+
+def planned_outputs(
+    directory: Path, files: dict[str, str], *, rehearsal: bool, rehearsal_dir: Path | None
+) -> OutputPlan:
+    """One ceremony run's output plan: the reviewed folder, or in rehearsal mode a folder of that
+    name under the rehearsal folder (a fresh temporary one if none is given); refused at once if
+    any output already exists, since outputs are never overwritten."""
+    if rehearsal:
+        base = (rehearsal_dir or Path(tempfile.mkdtemp(prefix="nusec-rehearsal-"))).resolve()
+        directory = base / directory.name
+    plan = OutputPlan(directory, files)
+    refuse_existing(plan)
+    return plan
 
 
 @contextmanager
