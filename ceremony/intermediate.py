@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
 from pydantic import Field
 
 from ceremony import outputs as out
@@ -50,7 +49,6 @@ from ceremony.hsm import RehearsalToken
 from ceremony.journal import Journal, journal_path
 from ceremony.run import (
     _cert_record,
-    _issuer,
     _key_record,
     _make_key,
     ca_urls,
@@ -58,12 +56,11 @@ from ceremony.run import (
     cert_sha256,
     environment,
     refuse_finished,
+    sign_ica_certificate,
     tool_version,
-    x509_name,
 )
 from ceremony.summary import fields_as_dict
 from ceremony.transcript import spki_sha256
-from pki.ca import issue_ica_certificate
 from pki.hsm import KeyPolicy
 from pki.hsm.preflight import require as require_role
 from pki.hsm.roles import write_ceremony_record
@@ -235,25 +232,15 @@ def run(
             ica_key = _make_key(issuing_hsm, config.ica.key_label, policy, None, journal, "ica_key")
             transcript.append("ica_key", _key_record(issuing_hsm, ica_key, policy, False, "ica"))
             say("step 2/3: ICA certificate signed by the offline root key (linted before and after)")
-            root = _issuer(root_hsm, config.root, root_cert)
-            lint_log: list[tuple[str, str]] = []
-            start, end = config.ica.validity()
-            journal.intend("ica_cert", label=config.root.key_label)
-            ica_cert = issue_ica_certificate(
-                root,
+            ica_cert, lint_log = sign_ica_certificate(
+                root_hsm,
+                config.root,
+                root_cert,
                 ica_key.public_key,
-                x509_name(config.ica.subject),
-                validity=end - start,
-                not_before=start,
-                lint_log=lint_log,
+                config.ica,
+                journal,
+                plan.staged("ica_cert"),
             )
-            try:
-                ica_cert.verify_directly_issued_by(root_cert)
-            except (ValueError, TypeError, InvalidSignature):
-                raise CeremonyError(
-                    "the ICA certificate does not verify against the root certificate"
-                ) from None
-            out.write_atomic(plan.staged("ica_cert"), cert_pem(ica_cert))
             transcript.append(
                 "ica_cert", _cert_record(ica_cert, lint_log), outputs={"ica_cert": plan.staged("ica_cert")}
             )

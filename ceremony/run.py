@@ -446,25 +446,15 @@ def run_ceremony(
 
             # --- 4. ICA certificate signed by the root key ----------------------------------
             say("step 4/8: ICA certificate signed by the root key (linted before and after)")
-            root = _issuer(root_hsm, config.root, root_cert)
-            lint_log = []
-            start, end = config.ica.validity()
-            journal.intend("ica_cert", label=config.root.key_label)
-            ica_cert = issue_ica_certificate(
-                root,
+            ica_cert, lint_log = sign_ica_certificate(
+                root_hsm,
+                config.root,
+                root_cert,
                 ica_key.public_key,
-                x509_name(config.ica.subject),
-                validity=end - start,
-                not_before=start,
-                lint_log=lint_log,
+                config.ica,
+                journal,
+                plan.staged("ica_cert"),
             )
-            try:
-                ica_cert.verify_directly_issued_by(root_cert)
-            except (ValueError, TypeError, InvalidSignature):
-                raise CeremonyError(
-                    "the ICA certificate does not verify against the root certificate"
-                ) from None
-            out.write_atomic(plan.staged("ica_cert"), cert_pem(ica_cert))
             rec = _cert_record(ica_cert, lint_log)
             transcript.append(
                 "ica_cert",
@@ -648,6 +638,38 @@ def ca_urls(ca: CaSection) -> dict[str, str]:
 def _issuer(hsm: Pkcs11Backend, ca: CaSection | Any, cert: x509.Certificate) -> Issuer:
     """The CA ``ca`` (anything with ``key_label``, ``crl_url``, ``issuer_url``) as an ``Issuer``."""
     return Issuer(hsm, ca.key_label, cert, crl_url=ca.crl_url, issuer_url=ca.issuer_url).check()
+
+
+def sign_ica_certificate(
+    root_hsm: Pkcs11Backend,
+    root_ca: CaSection | Any,
+    root_cert: x509.Certificate,
+    ica_public_key: ec.EllipticCurvePublicKey,
+    ica: CaSection,
+    journal: Journal,
+    staged: Path,
+) -> tuple[x509.Certificate, list[tuple[str, str]]]:
+    """The ICA certificate signed by the root key in the HSM (linted before and after, intent
+    journaled first), checked against the root certificate, then staged. Shared by the root and
+    the intermediate ceremonies, so both sign an ICA the same way."""
+    root = _issuer(root_hsm, root_ca, root_cert)
+    lint_log: list[tuple[str, str]] = []
+    start, end = ica.validity()
+    journal.intend("ica_cert", label=root_ca.key_label)
+    ica_cert = issue_ica_certificate(
+        root,
+        ica_public_key,
+        x509_name(ica.subject),
+        validity=end - start,
+        not_before=start,
+        lint_log=lint_log,
+    )
+    try:
+        ica_cert.verify_directly_issued_by(root_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise CeremonyError("the ICA certificate does not verify against the root certificate") from None
+    out.write_atomic(staged, cert_pem(ica_cert))
+    return ica_cert, lint_log
 
 
 def _wrap_under_session_kek(hsm: Pkcs11Backend, kek: bytes, label: str, kek_label: str) -> bytes:
