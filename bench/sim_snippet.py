@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from nusec.board.snippet import KeyGenSnippet  # noqa: E402
-from nusec.sim import fmc, memmap  # noqa: E402
+from nusim import fmc, memmap  # noqa: E402
 from tests.sim.sim_helpers import cri_for, isp, session  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 The same client talks to a real board through a serial port and to a simulated one through its
 pseudo-terminal, TCP socket (``socket://127.0.0.1:PORT``) or the in-process link
-(``nusec.sim.uart.UartLink``): anything with pyserial's ``write``/``read``/``close``.
+(``nusim.uart.UartLink``): anything with pyserial's ``write``/``read``/``close``.
 
 Every method sends one request and waits for its response. A board that refused to boot answers
 with BOOT_FAIL (``BoardBootFailed``); an error status raises ``BoardError`` naming it; a silent
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from nusec.board.protocol import (
+from nuboard.protocol import (
     CRC_LEN,
     HEADER_LEN,
     MAX_PAYLOAD,

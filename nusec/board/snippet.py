@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pyocd.core.target import Target
 
-from nusec.board.keyslots import IDENTITY_SLOT
+from nuboard.keyslots import IDENTITY_SLOT
 
 if TYPE_CHECKING:
     from pyocd.core.soc_target import SoCTarget

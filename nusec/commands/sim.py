@@ -45,7 +45,7 @@ DirOpt = Annotated[
     Path | None,
     typer.Option(
         "--dir",
-        help="Simulator directory (default: $NUSEC_SIM_DIR, else ~/.local/share/nusec/sim).",
+        help="Simulator directory (default: $NUSEC_SIM_DIR, else ~/.local/share/nusim).",
         file_okay=False,
     ),
 ]
@@ -59,7 +59,7 @@ class _Fail(Exception):
 @contextmanager
 def _errors(json_out: bool) -> Iterator[None]:
     """Turn every expected failure into one clear line and exit 1."""
-    from nusec.sim.boards import SimBoardError
+    from nusim.boards import SimBoardError
 
     try:
         yield
@@ -82,7 +82,7 @@ def list_command(directory: DirOpt = None, json_out: JsonOpt = False) -> None:
     One line per board: UID, lock state, secure-boot key present, OTP entries programmed/locked,
     firmware image present, and whether a process has it open. Example: `nusec sim list --json`.
     """
-    from nusec.sim import boards
+    from nusim import boards
 
     with _errors(json_out):
         where = boards.sim_directory(directory)
@@ -111,8 +111,8 @@ def create_command(name: NameArg, directory: DirOpt = None, json_out: JsonOpt = 
 
     Example: `nusec sim create b1`, then `pyocd commander -u sim:b1` or `nusec provision --probe sim:b1`.
     """
-    from nusec.sim import boards
-    from nusec.sim.board import board_uid
+    from nusim import boards
+    from nusim.board import board_uid
 
     with _errors(json_out):
         board = boards.board_name(name)
@@ -131,7 +131,7 @@ def show_command(name: NameArg, directory: DirOpt = None, json_out: JsonOpt = Fa
 
     Example: `nusec sim show b1 --json | jq .program_counts.max_per_word` (1 after a clean run).
     """
-    from nusec.sim import boards
+    from nusim import boards
 
     with _errors(json_out):
         info = boards.details(boards.board_name(name), boards.sim_directory(directory))
@@ -208,10 +208,10 @@ def uart_command(
     themselves. Example: `nusec sim uart b1 --tcp 5555`, then
     `python -m serial.tools.miniterm socket://127.0.0.1:5555`.
     """
-    from nusec.sim import boards
-    from nusec.sim.board import Board
-    from nusec.sim.nvstate import NvStore
-    from nusec.sim.uart import UartServer
+    from nusim import boards
+    from nusim.board import Board
+    from nusim.nvstate import NvStore
+    from nusim.uart import UartServer
 
     with _errors(json_out):
         if tcp is not None and pty:
@@ -289,7 +289,7 @@ def faults_command(
     the previous plan; with no option the current plan is shown. Example:
     `nusec sim faults b1 --power-loss-program 40`, then run `nusec provision --probe sim:b1` twice.
     """
-    from nusec.sim import boards
+    from nusim import boards
 
     with _errors(json_out):
         board_name = boards.board_name(name)
@@ -342,7 +342,7 @@ def erase_command(
     """Delete a board's state file (and its fault plan): the only way to "unprovision" a simulated
     board, since OTP and locks are write-once. Example: `nusec sim erase b1 --yes`.
     """
-    from nusec.sim import boards
+    from nusim import boards
 
     with _errors(json_out):
         board_name = boards.board_name(name)

@@ -249,7 +249,7 @@ def open_channel(link: SwdLink, probe_id: str, uart_port: str | None = None) -> 
         from nusec.provision.errors import UsageError
 
         raise UsageError(f"--uart {probe_id}=PORT is needed to reach the firmware of a real board")
-    from nusec.sim.uart import UartLink
+    from nusim.uart import UartLink
 
     probe = link.session.probe if link.session is not None else None
     board = getattr(probe, "board", None)

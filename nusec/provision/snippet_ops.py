@@ -1,7 +1,7 @@
 """The things the flow asks of the KeyGen snippet (``nusec.board.snippet``), with the provisioning
 rules on top.
 
-The identity slot comes from the board layer (``nusec.board.keyslots.IDENTITY_SLOT``), never
+The identity slot comes from the board layer (``nuboard.keyslots.IDENTITY_SLOT``), never
 re-typed here. Whether a key already in that slot may be used is the flow's decision (keygen
 intent in the journal, or a certificate of the service for that very key); this module only
 reports what the board holds and generates on request. The snippet is (re)loaded into SRAM on
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nusec.board.keyslots import IDENTITY_SLOT
+from nuboard.keyslots import IDENTITY_SLOT
 from nusec.provision.errors import ProvisionError
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ __all__ = ["IDENTITY_SLOT", "existing_identity_key", "generate_identity_key", "i
 
 
 def identity_slot() -> int:
-    """The KeyStore OTP slot of the identity key (``nusec.board.keyslots``, never a ROM slot)."""
+    """The KeyStore OTP slot of the identity key (``nuboard.keyslots``, never a ROM slot)."""
     return IDENTITY_SLOT
 
 

@@ -1,6 +1,6 @@
 /* M55M1 registers the board C touches, as Nuvoton's public M55M1 BSP publishes them
  * (Library/Device/Nuvoton/M55M1/Include: M55M1.h bases, *_reg.h offsets and bits). Every value
- * here is a row of nusec/board/conformance.toml, which names its source; tests/sim check this
+ * here is a row of nuboard/conformance.toml, which names its source; tests/sim check this
  * header against that table (and the simulator's model against the same table).
  * Registers are given as a block base plus an offset: REG32(FMC_BASE + FMC_ISPCTL). Secure
  * addresses; the non-secure alias is +NS_OFFSET. */

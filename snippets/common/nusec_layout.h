@@ -1,4 +1,4 @@
-/* Flash layout of the boot chain (twin of nusec/board/layout.py; tests/sim check they agree).
+/* Flash layout of the boot chain (twin of nuboard/layout.py; tests/sim check they agree).
  * As SecureBootDemo lays it out: NuBL2 at the APROM base (an MCUboot image with a 0x400 header,
  * FwSign.sh -H 0x400), the application NuBL2 verifies 256 KiB above it (MCUboot, 0x400 header too:
  * VTOR needs a 128-byte aligned vector table). */

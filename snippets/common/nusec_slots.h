@@ -1,4 +1,4 @@
-/* KeyStore OTP slots as NuSec uses them (twin of nusec/board/keyslots.py; tests/sim check that the
+/* KeyStore OTP slots as NuSec uses them (twin of nuboard/keyslots.py; tests/sim check that the
  * two agree). Slots 0 and 1 hold the mask ROM's secure-boot root key (SecureBootDemo: secure boot
  * is on when KS_OTPSTS & 0x3): no board code ever writes them. The board identity key lives in a
  * slot the ROM does not read. */

@@ -1,4 +1,4 @@
-/* Vector table and reset handler. The boot ROM (nusec/sim/bootrom.py on the simulator) verifies
+/* Vector table and reset handler. The boot ROM (nusim/bootrom.py on the simulator) verifies
  * the MCUboot image, then loads SP from word 0 and jumps to word 1 of this table, which sits right
  * after the 32-byte image header. */
 #include <stdint.h>

@@ -25,7 +25,7 @@
 #define TLV_SHA256 0x10u
 #define TLV_ECDSA_SIG 0x22u
 
-/* BootFailReason (nusec/board/protocol.py). */
+/* BootFailReason (nuboard/protocol.py). */
 enum {
     R_NO_ROTPK = 0x01,
     R_NO_IMAGE = 0x02,

@@ -15,9 +15,11 @@ FORBIDDEN = {
     "nucore": {"pki", "ceremony", "nusec"},
     "pki": {"ceremony", "nusec"},
     "ceremony": {"nusec"},
+    "nuboard": {"pki", "ceremony", "nusec", "nusim"},
+    "nusim": {"ceremony", "nusec"},
 }
 #: the desktop flow reaches the OEM service only over HTTP
-DESKTOP_FLOW = ("nusec/provision", "nusec/board", "nusec/sim", "nusec/otp_batch")
+DESKTOP_FLOW = ("nusec/provision", "nusec/board", "nusim", "nusec/otp_batch")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -83,7 +83,7 @@ def faults(sim_dir: Path, board: str, **plan: int) -> None:
 def otp_programs(monkeypatch: pytest.MonkeyPatch) -> dict[int, int]:
     """PROGRAM commands the simulated FMC executed, per OTP data/lock address, over every run of the
     test (counted at the 'silicon', independently of the tool's own program log)."""
-    from nusec.sim import fmc, memmap
+    from nusim import fmc, memmap
 
     counts: dict[int, int] = {}
     real = fmc.Fmc._execute

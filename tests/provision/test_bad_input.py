@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from nusec.cli import app
 from nusec.provision import link
 from nusec.provision.errors import BoardUnreachable
-from nusec.sim.boards import create_board
+from nusim.boards import create_board
 from pki.service.server import ServiceHandle
 from tests.provision.conftest import FIRMWARE
 from tests.provision.forge import look_alike_root_pem

@@ -27,7 +27,7 @@ from nusec.provision.client import TlsConfig
 from nusec.provision.otp_writer import ProgramLog
 from nusec.provision.report import BatchClaim, Event, ProvisionResult
 from nusec.provision.steps import STEP_IDS
-from nusec.sim.board import board_uid
+from nusim.board import board_uid
 from pki.service.server import ServiceHandle
 from tests.provision import test_flow
 from tests.provision.conftest import FIRMWARE, BoardFile

@@ -27,8 +27,8 @@ import pytest
 from nucore import otp
 from nusec.provision.client import TlsConfig
 from nusec.provision.report import ProvisionResult, StepRecord
-from nusec.sim.board import board_uid
-from nusec.sim.boards import details
+from nusim.board import board_uid
+from nusim.boards import details
 from pki.service.server import ServiceHandle
 from tests.provision.conftest import FIRMWARE, BoardFile
 from tests.provision.helpers import assert_provisioned, service_certificates

@@ -24,7 +24,7 @@ from nusec.provision.client import TlsConfig
 from nusec.provision.otp_writer import ProgramLog
 from nusec.provision.report import Event, ProvisionResult
 from nusec.provision.steps import STEP_IDS
-from nusec.sim.board import board_uid
+from nusim.board import board_uid
 from pki.service.server import ServiceHandle
 from tests.provision.conftest import FIRMWARE, BoardFile
 from tests.provision.helpers import (
@@ -247,8 +247,8 @@ def plant_identity_key(board: str) -> None:
     """What an attacker with a debugger does before the lock: KeyStore WRITE of a chosen private
     key into the identity key's OTP slot, through the KS registers over SWD, as the part needs it
     (module clocks on, INIT waited for, BUSY polled)."""
-    from nusec.board.keyslots import IDENTITY_SLOT
-    from nusec.sim import keystore, memmap
+    from nuboard.keyslots import IDENTITY_SLOT
+    from nusim import keystore, memmap
     from tests.sim.sim_helpers import ks_open, ks_wait
 
     lk = link.SwdLink(f"sim:{board}").open()

@@ -1,5 +1,5 @@
 """A traced provisioning run (issue 14, item 7): the simulated board's trace (``board.trace``,
-logged by ``nusec.sim.board`` at DEBUG) shows the security attribution of what the debugger and
+logged by ``nusim.board`` at DEBUG) shows the security attribution of what the debugger and
 the core touched: Secure addresses (the debugger's SRAM, FMC; the KeyGen snippet's KS and CRYPTO)
 and the non-secure DPM instance at its non-secure alias (IDAU NS), each with the SAU's answer,
 the combined one and the verdict. Nothing in the flow enables the SAU, so the combined answer is
@@ -21,10 +21,10 @@ from tests.provision.conftest import FIRMWARE
 def test_a_provisioning_run_traces_secure_and_non_secure_attribution(
     service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="nusec.sim.board")
+    caplog.set_level(logging.DEBUG, logger="nusim.board")
     res = flow.provision_board("sim:tr1", service.url, FIRMWARE, tls, tmp_path / "j")
     assert res.ok
-    trace = [r.getMessage().split(" ", 1)[1] for r in caplog.records if r.name == "nusec.sim.board"]
+    trace = [r.getMessage().split(" ", 1)[1] for r in caplog.records if r.name == "nusim.board"]
     events = [t.split(" ", 1)[1] for t in trace if t.startswith("attribution ")]
     debugger = [("debugger", r) for r in ("SRAM", "SYS", "CLK", "FMC", "APROM", "DPM")]
     for who, region in (*debugger, ("cpu", "KS"), ("cpu", "CRYPTO")):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nusec.sim import crypto as c
-from nusec.sim import memmap
+from nusim import crypto as c
+from nusim import memmap
 from tests.sim.sim_helpers import ks_open
 
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
@@ -25,7 +25,7 @@ class Engine:
         self.t = target
         if open_keystore:
             ks_open(target)
-            from nusec.sim import clk
+            from nusim import clk
 
             ctl = memmap.CLK_BASE + clk.TRNGCTL
             target.write32(ctl, target.read32(ctl) | clk.TRNGCTL_TRNG0CKEN)

@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from nuboard.keyslots import IDENTITY_SLOT
 from nusec.board.channel import EcdhOffer
-from nusec.board.keyslots import IDENTITY_SLOT
-from nusec.sim import fmc, keystore, memmap
-from nusec.sim.board import Board
+from nusim import fmc, keystore, memmap
+from nusim.board import Board
 from tests.sim.sim_helpers import isp_open, isp_wait
 
 ROOT = Path(__file__).resolve().parents[2]

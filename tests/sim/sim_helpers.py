@@ -13,7 +13,7 @@ from asn1crypto import csr, keys, x509
 from pyocd.core.helpers import ConnectHelper
 from pyocd.core.session import Session
 
-from nusec.sim import clk, fmc, keystore, memmap, sysctl
+from nusim import clk, fmc, keystore, memmap, sysctl
 
 ROOT = Path(__file__).resolve().parents[2]
 PYOCD = ROOT / ".venv" / "bin" / "pyocd"

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nusec.board import layout
+from nuboard import layout
+from nuboard.keyslots import ROM_ROOT_SLOT_X, ROM_ROOT_SLOT_Y
+from nuboard.protocol import BootFailReason
 from nusec.board.channel import BoardBootFailed, BoardChannel
-from nusec.board.keyslots import ROM_ROOT_SLOT_X, ROM_ROOT_SLOT_Y
-from nusec.board.protocol import BootFailReason
-from nusec.sim import keystore, memmap
-from nusec.sim.board import Board, CoreState
-from nusec.sim.bootrom import last_boot
-from nusec.sim.uart import UartLink
+from nusim import keystore, memmap
+from nusim.board import Board, CoreState
+from nusim.bootrom import last_boot
+from nusim.uart import UartLink
 from tests.sim.firmware_board import ROOT, imgtool_sign, program, write_key_pem, xy
 from tests.sim.sim_helpers import ks_open, ks_wait
 

@@ -1,4 +1,4 @@
-"""The conformance table (nusec/board/conformance.toml) against the three implementations:
+"""The conformance table (nuboard/conformance.toml) against the three implementations:
 the simulator's model, the board C header (compiled: one _Static_assert per row) and the host
 writer; and the table in docs/sim-board.md is the one the data renders."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nusec.board import conformance
+from nuboard import conformance
 from nusec.provision import otp_writer
 from tests.sim.sim_helpers import ROOT
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from nuboard.protocol import BootFailReason, Status, Unsolicited, boot_fail_frame
 from nusec.board.channel import BoardBootFailed, BoardChannel
-from nusec.board.protocol import BootFailReason, Status, Unsolicited, boot_fail_frame
-from nusec.sim import memmap
-from nusec.sim.board import Board, CoreState
-from nusec.sim.bootrom import ImageRejected, last_boot, verify_image
-from nusec.sim.uart import UartLink, uart_of
+from nusim import memmap
+from nusim.board import Board, CoreState
+from nusim.bootrom import ImageRejected, last_boot, verify_image
+from nusim.uart import UartLink, uart_of
 from tests.sim.firmware_board import FIRMWARE, burn_rotpk, imgtool_sign, program, write_key_pem, xy
 
 

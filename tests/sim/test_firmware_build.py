@@ -62,8 +62,8 @@ def test_nubl2_rebuild_is_byte_identical_to_the_committed_binary(tmp_path: Path)
 
 
 def test_board_c_layout_and_slots_match_the_host_constants(tmp_path: Path) -> None:
-    """snippets/common/nusec_layout.h and nusec_slots.h against nusec.board.layout/keyslots."""
-    from nusec.board import keyslots, layout
+    """snippets/common/nusec_layout.h and nusec_slots.h against nuboard.layout/keyslots."""
+    from nuboard import keyslots, layout
 
     checks = {f"{name}": getattr(layout, name) for name in vars(layout) if name.isupper()}
     checks |= {

@@ -8,8 +8,7 @@ import zlib
 
 import pytest
 
-from nusec.board.channel import BoardBootFailed, BoardChannel, BoardError, ChannelError
-from nusec.board.protocol import (
+from nuboard.protocol import (
     BootFailReason,
     Command,
     Frame,
@@ -19,6 +18,7 @@ from nusec.board.protocol import (
     boot_fail_frame,
     encode,
 )
+from nusec.board.channel import BoardBootFailed, BoardChannel, BoardError, ChannelError
 
 
 class ScriptedLine:

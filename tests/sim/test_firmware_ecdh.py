@@ -13,12 +13,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from nuboard.protocol import Status
 from nusec.board.channel import BoardChannel, BoardError
-from nusec.board.protocol import Status
-from nusec.sim import keystore, memmap
-from nusec.sim.board import Board, CoreState
-from nusec.sim.bootrom import last_boot
-from nusec.sim.uart import UartLink, UartServer
+from nusim import keystore, memmap
+from nusim.board import Board, CoreState
+from nusim.bootrom import last_boot
+from nusim.uart import UartLink, UartServer
 from tests.sim.firmware_board import (
     FIRMWARE,
     IMGTOOL,

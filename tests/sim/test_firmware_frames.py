@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nuboard.protocol import SOF, Command, Frame, FrameDecoder, Status, Unsolicited, encode
 from nusec.board.channel import BoardChannel
-from nusec.board.protocol import SOF, Command, Frame, FrameDecoder, Status, Unsolicited, encode
-from nusec.sim import memmap
-from nusec.sim.board import Board
-from nusec.sim.uart import UartLink
+from nusim import memmap
+from nusim.board import Board
+from nusim.uart import UartLink
 from tests.sim.firmware_board import FIRMWARE, burn_rotpk, imgtool_sign, program, write_key_pem
 
 

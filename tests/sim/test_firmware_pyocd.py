@@ -11,13 +11,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pyocd.core.helpers import ConnectHelper
 from pyocd.core.target import Target
 
+from nuboard.keyslots import IDENTITY_SLOT
 from nusec.board.channel import BoardChannel
-from nusec.board.keyslots import IDENTITY_SLOT
 from nusec.board.snippet import KeyGenSnippet
 from nusec.provision.otp_writer import ISPCTL_APUEN, FmcIsp
-from nusec.sim import memmap
-from nusec.sim.bootrom import last_boot
-from nusec.sim.uart import UartLink
+from nusim import memmap
+from nusim.bootrom import last_boot
+from nusim.uart import UartLink
 from tests.sim.firmware_board import FIRMWARE, ROTPK_OFFSET, ServicePeer, imgtool_sign, write_key_pem, xy
 
 

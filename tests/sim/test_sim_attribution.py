@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nusec.sim import clk, crypto, keystore, memmap
-from nusec.sim.board import Board, Master
+from nusim import clk, crypto, keystore, memmap
+from nusim.board import Board, Master
 from tests.sim.engine import Engine
 
 

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyocd.core import exceptions
 
-from nusec.sim import clk, crypto, fmc, keystore, memmap
-from nusec.sim.board import Board, LinkDown, Master
+from nusim import clk, crypto, fmc, keystore, memmap
+from nusim.board import Board, LinkDown, Master
 from tests.sim.engine import Engine, N
 from tests.sim.sim_helpers import isp, ks_open, ks_wait, otp_program, otp_read, session
 

@@ -13,12 +13,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pyocd.core.helpers import ConnectHelper
 
+from nuboard.protocol import Command, FrameDecoder, encode
 from nusec.board.channel import BoardChannel
-from nusec.board.protocol import Command, FrameDecoder, encode
-from nusec.sim import memmap
-from nusec.sim.board import Board
-from nusec.sim.cpu import RunResult
-from nusec.sim.uart import UartServer
+from nusim import memmap
+from nusim.board import Board
+from nusim.cpu import RunResult
+from nusim.uart import UartServer
 from tests.sim.firmware_board import (
     FIRMWARE,
     burn_rotpk,

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from nuboard.keyslots import IDENTITY_SLOT
+from nuboard.protocol import BootFailReason
 from nusec.board.channel import BoardBootFailed, BoardChannel
-from nusec.board.keyslots import IDENTITY_SLOT
-from nusec.board.protocol import BootFailReason
-from nusec.sim import fmc, memmap
-from nusec.sim.board import Board, board_uid
-from nusec.sim.nvstate import NvStore
+from nusim import fmc, memmap
+from nusim.board import Board, board_uid
+from nusim.nvstate import NvStore
 from tests.sim.firmware_board import (
     FIRMWARE,
     burn_rotpk,

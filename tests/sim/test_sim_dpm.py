@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pyocd.core import exceptions
 
-from nusec.sim import dpm, memmap, sau
-from nusec.sim.board import Board, Master
+from nusim import dpm, memmap, sau
+from nusim.board import Board, Master
 from tests.sim.sim_helpers import session
 
 S_CTL = memmap.DPM_BASE + dpm.CTL

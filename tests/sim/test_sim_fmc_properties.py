@@ -8,9 +8,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nusec.sim import clk, fmc, memmap, sysctl
-from nusec.sim.board import Board, Master
-from nusec.sim.nvstate import NvState
+from nusim import clk, fmc, memmap, sysctl
+from nusim.board import Board, Master
+from nusim.nvstate import NvState
 
 ENTRIES = 4  # a few entries so that sequences collide often
 OPS = st.lists(

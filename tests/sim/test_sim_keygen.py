@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from nusec.board.keyslots import IDENTITY_SLOT, ROM_ROOT_SLOTS
+from nuboard.keyslots import IDENTITY_SLOT, ROM_ROOT_SLOTS
 from nusec.board.snippet import (
     HEADER,
     MAGIC,
@@ -22,8 +22,8 @@ from nusec.board.snippet import (
     SnippetError,
     Status,
 )
-from nusec.sim import fmc, keystore, memmap
-from nusec.sim.board import board_uid
+from nusim import fmc, keystore, memmap
+from nusim.board import board_uid
 from tests.sim.sim_helpers import cri_for, isp, ks_wait, session
 
 

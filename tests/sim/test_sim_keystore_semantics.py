@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nusec.sim import keystore as ks
-from nusec.sim import memmap
-from nusec.sim.board import Board
+from nusim import keystore as ks
+from nusim import memmap
+from nusim.board import Board
 from tests.sim.sim_helpers import ks_open, ks_wait
 
 KS = memmap.KS_BASE

@@ -9,8 +9,8 @@ import pytest
 
 from nusec.provision.errors import BoardUnreachable
 from nusec.provision.otp_writer import FmcIsp
-from nusec.sim import clk, fmc, keystore, memmap, sysctl
-from nusec.sim.board import Board
+from nusim import clk, fmc, keystore, memmap, sysctl
+from nusim.board import Board
 from tests.sim.sim_helpers import isp, isp_open, ks_open
 
 FMC = memmap.FMC_BASE

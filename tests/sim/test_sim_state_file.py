@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nusec.sim import nvstate
-from nusec.sim.nvstate import NvState, NvStore
+from nusim import nvstate
+from nusim.nvstate import NvState, NvStore
 
 
 def _saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[tuple[str, str]]]:

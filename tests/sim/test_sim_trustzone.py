@@ -13,8 +13,8 @@ from pyocd.core import exceptions
 from pyocd.core.target import Target
 from pyocd.coresight.core_ids import CortexMExtension
 
-from nusec.sim import dpm, memmap, sau
-from nusec.sim.board import Board, Master
+from nusim import dpm, memmap, sau
+from nusim.board import Board, Master
 from tests.sim.sim_helpers import session
 
 S_SRAM = 0x2010_0000  # SRAM01 (M55M1.ld: IDAU S)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nusec.sim import memmap
+from nusim import memmap
 from pki import files
 
 STATE_VERSION = 1
@@ -39,7 +39,7 @@ def fsync_enabled() -> bool:
 
 
 def default_sim_dir() -> Path:
-    """Where boards live: ``$NUSEC_SIM_DIR`` or ``~/.local/share/nusec/sim``."""
+    """Where boards live: ``$NUSEC_SIM_DIR`` or ``~/.local/share/nusim``."""
     env = os.environ.get("NUSEC_SIM_DIR")
     return Path(env) if env else Path.home() / ".local" / "share" / "nusec" / "sim"
 

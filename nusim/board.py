@@ -1,7 +1,7 @@
 """The simulated board: memories, peripherals, the core and its debug state, wired together.
 
-This is the API the probe plugin, the boot ROM model (``nusec.sim.bootrom``) and the UART model
-(``nusec.sim.uart``) build on. Life cycle, as a board on the bench::
+This is the API the probe plugin, the boot ROM model (``nusim.bootrom``) and the UART model
+(``nusim.uart``) build on. Life cycle, as a board on the bench::
 
     board = Board.open("b1")          # power on: NV state loaded, reset, boot (boot ROM hook)
     board.run(100_000)                # let the core execute (nothing runs behind your back)
@@ -37,15 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from nusec.sim import memmap
-from nusec.sim.cpu import Cpu, RunResult, StopReason
-from nusec.sim.faults import FaultPlan
-from nusec.sim.nvstate import NvState, NvStore, default_sim_dir
-from nusec.sim.sau import Attr, Sau, idau
+from nusim import memmap
+from nusim.cpu import Cpu, RunResult, StopReason
+from nusim.faults import FaultPlan
+from nusim.nvstate import NvState, NvStore, default_sim_dir
+from nusim.sau import Attr, Sau, idau
 
 logger = logging.getLogger(__name__)
 
-EXTENSIONS = ("nusec.sim.uart", "nusec.sim.bootrom")
+EXTENSIONS = ("nusim.uart", "nusim.bootrom")
 TRACE_LEN = 4096
 DEFAULT_INSTRUCTION_BUDGET = 50_000_000  # per debugger resume; stops runaway snippets
 
@@ -117,7 +117,7 @@ class _Mapping:
     size: int
     device: MmioDevice
     name: str
-    clock: str | None = None  # CLK gate (``nusec.sim.clk.GATES``): inert while it is off
+    clock: str | None = None  # CLK gate (``nusim.clk.GATES``): inert while it is off
 
 
 class _NonSecureView(WordDevice):
@@ -175,14 +175,14 @@ class Board:
 
     def __init__(self, name: str, directory: Path | None = None) -> None:
         """Prefer ``Board.open``. Builds the part without powering it on."""
-        from nusec.sim.clk import Clk
-        from nusec.sim.crypto import CryptoEngine
-        from nusec.sim.debug import CoreDebug
-        from nusec.sim.dpm import SCU_PAGE, Dpm
-        from nusec.sim.fmc import Fmc
-        from nusec.sim.keystore import KeyStore
-        from nusec.sim.sysctl import Sys
-        from nusec.sim.trng import Trng
+        from nusim.clk import Clk
+        from nusim.crypto import CryptoEngine
+        from nusim.debug import CoreDebug
+        from nusim.dpm import SCU_PAGE, Dpm
+        from nusim.fmc import Fmc
+        from nusim.keystore import KeyStore
+        from nusim.sysctl import Sys
+        from nusim.trng import Trng
 
         self.name = name
         self.lock = threading.RLock()
@@ -331,7 +331,7 @@ class Board:
         secure_only: bool = False,
     ) -> None:
         """Put a peripheral on the bus at ``base`` (and ``base + NS_ALIAS``), for CPU and debugger.
-        With ``clock`` (a ``nusec.sim.clk.GATES`` name) it is inert while that clock is off. A
+        With ``clock`` (a ``nusim.clk.GATES`` name) it is inert while that clock is off. A
         ``secure_only`` peripheral is attributed Secure: its non-secure alias is read-as-zero,
         write-ignored, so the non-secure world never reaches it."""
         bases = [base, base + memmap.NS_ALIAS] if ns_alias else [base]

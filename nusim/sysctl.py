@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nusec.sim.board import Master, WordDevice
+from nusim.board import Master, WordDevice
 
 PDID, RSTSTS, REGLCTL = 0x000, 0x008, 0x100
 UNLOCK_SEQUENCE = (0x59, 0x16, 0x88)

@@ -4,7 +4,7 @@ AIRCR resets, FPB breakpoints, and the ID registers pyocd reads during discovery
 
 The core is identified as a Cortex-M55 without FPU/MVE, with the Armv8-M Security Extension as the
 debugger sees it (ID_PFR1.Security, DSCSR, DHCSR.S_SDE, DAUTHCTRL, DAUTHSTATUS, the SAU of
-``nusec.sim.sau``); the emulated ISA is the M33's and unicorn runs every instruction in one
+``nusim.sau``); the emulated ISA is the M33's and unicorn runs every instruction in one
 state, reported as Secure (DSCSR.CDS = 1). The core advances when the debugger resumes it and while the
 debugger polls DHCSR, within ``board.instruction_budget`` instructions per resume.
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nusec.sim import memmap, sau
-from nusec.sim.board import CoreState, Master, WordDevice
-from nusec.sim.cpu import RunResult, StopReason
+from nusim import memmap, sau
+from nusim.board import CoreState, Master, WordDevice
+from nusim.cpu import RunResult, StopReason
 
 if TYPE_CHECKING:
-    from nusec.sim.board import Board
+    from nusim.board import Board
 
 ARM_JEP106 = 0x43B
 CPUID = 0x411F_D220  # Cortex-M55 r1p0

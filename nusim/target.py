@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyocd.core.memory_map import DeviceRegion, MemoryMap, RamRegion, RomRegion
 from pyocd.coresight.coresight_target import CoreSightTarget
 
-from nusec.sim import memmap
+from nusim import memmap
 
 TARGET_NAME = "nusec_m55s1sim"
 

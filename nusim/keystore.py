@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nusec.sim.board import Master, WordDevice
-from nusec.sim.nvstate import KS_SRAM_SLOTS, KsKey
+from nusim.board import Master, WordDevice
+from nusim.nvstate import KS_SRAM_SLOTS, KsKey
 
 if TYPE_CHECKING:
-    from nusec.sim.board import Board
+    from nusim.board import Board
 
 CTL, METADATA, STS, REMAIN, KEY0, OTPSTS = 0x00, 0x04, 0x08, 0x0C, 0x20, 0x40
 CTL_START, CTL_CONT, CTL_INIT, CTL_SILENT, CTL_SCMB = 1 << 0, 1 << 7, 1 << 8, 1 << 10, 1 << 11

@@ -3,7 +3,7 @@
 The boot chain of the part (docs/sim-board.md, "Boot chain"): when KeyStore OTP slots 0 and 1
 hold a key (``KS_OTPSTS & 0x3``, as SecureBootDemo's NuBL2 tests it), secure boot is on and that
 key (X in slot 0, Y in slot 1) is the ROM's root key: the ROM verifies NuBL2, an MCUboot image at
-the APROM base (``nusec.board.layout``), with it, KEYHASH included, and starts NuBL2 (real code,
+the APROM base (``nuboard.layout``), with it, KEYHASH included, and starts NuBL2 (real code,
 ``snippets/nubl2``), which verifies the application at 0x00140000 against SecureBoot_PUB in OTP.
 
 A board whose slots 0/1 are empty (every board the provisioning flow makes today: it does not
@@ -40,12 +40,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from nusec.board import layout
-from nusec.board.keyslots import ROM_ROOT_SLOT_X, ROM_ROOT_SLOT_Y
-from nusec.board.protocol import BootFailReason, boot_fail_frame
-from nusec.sim import memmap
-from nusec.sim.board import Board, CoreState
-from nusec.sim.nvstate import BootRecord
+from nuboard import layout
+from nuboard.keyslots import ROM_ROOT_SLOT_X, ROM_ROOT_SLOT_Y
+from nuboard.protocol import BootFailReason, boot_fail_frame
+from nusim import memmap
+from nusim.board import Board, CoreState
+from nusim.nvstate import BootRecord
 
 APP_SLOT_BASE = memmap.FLASH_BASE
 APP_SLOT_SIZE = 0x4_0000  # 256 KiB: imgtool --slot-size 0x40000
@@ -245,7 +245,7 @@ def _boot_nubl2(board: Board, root_xy: bytes) -> None:
 
 
 def _refuse(board: Board, exc: ImageRejected, stage: str = "rom") -> None:
-    from nusec.sim.uart import uart_of
+    from nusim.uart import uart_of
 
     board.cpu.reset_registers(0, APP_SLOT_BASE)
     board.enter_lockup(f"secure boot refused the image: {exc}")

@@ -15,7 +15,7 @@ The core only runs inside ``Board.run``, so the host end drives it:
   a real board's port) or a TCP loopback socket (``socket://127.0.0.1:PORT``). A thread owns the
   core while it serves; idle ticks are real milliseconds there.
 
-A board whose boot ROM refused the image (``nusec.sim.bootrom``) answers every frame with the
+A board whose boot ROM refused the image (``nusim.bootrom``) answers every frame with the
 BOOT_FAIL frame, as the part's ROM does on its console.
 """
 
@@ -30,8 +30,8 @@ import tty
 import weakref
 from collections import deque
 
-from nusec.sim.board import Board, CoreState, Master, WordDevice
-from nusec.sim.cpu import StopReason
+from nusim.board import Board, CoreState, Master, WordDevice
+from nusim.cpu import StopReason
 
 UART0_BASE = 0x4024_D000  # M55M1.h: APB0PERIPH_BASE (0x40240000) + 0xD000
 UART_BLOCK = 0x1000

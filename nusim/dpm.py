@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nusec.sim.board import Master, WordDevice
+from nusim.board import Master, WordDevice
 
 if TYPE_CHECKING:
-    from nusec.sim.board import Board
+    from nusim.board import Board
 
 CTL, STS, NSCTL, NSSTS = 0x00, 0x04, 0x50, 0x54
 CTL_DBGDIS, CTL_LOCK = 1 << 0, 1 << 1

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nusec.sim import memmap
-from nusec.sim.board import BoardBusy, board_uid, claim_board, release_board
-from nusec.sim.faults import FAULT_KEYS
-from nusec.sim.nvstate import NvState, NvStore, default_sim_dir, valid_board_name
+from nusim import memmap
+from nusim.board import BoardBusy, board_uid, claim_board, release_board
+from nusim.faults import FAULT_KEYS
+from nusim.nvstate import NvState, NvStore, default_sim_dir, valid_board_name
 
 BLANK_WORD = b"\xff\xff\xff\xff"
 BLANK_ENTRY = b"\xff" * 8
@@ -48,7 +48,7 @@ def board_name(text: str) -> str:
 
 
 def sim_directory(directory: Path | None) -> Path:
-    """The directory given, else ``$NUSEC_SIM_DIR``, else ``~/.local/share/nusec/sim``."""
+    """The directory given, else ``$NUSEC_SIM_DIR``, else ``~/.local/share/nusim``."""
     return directory if directory is not None else default_sim_dir()
 
 
@@ -186,14 +186,14 @@ def otp_entry_locked(nv: NvState, n: int) -> bool:
 
 def firmware_present(nv: NvState) -> bool:
     """An MCUboot image magic at the start of the application slot (signed or not)."""
-    from nusec.sim.bootrom import APP_SLOT_BASE, IMAGE_MAGIC
+    from nusim.bootrom import APP_SLOT_BASE, IMAGE_MAGIC
 
     off = APP_SLOT_BASE - memmap.FLASH_BASE
     return int.from_bytes(nv.flash[off : off + 4], "little") == IMAGE_MAGIC
 
 
 def secure_boot_key_present(nv: NvState) -> bool:
-    from nusec.sim.bootrom import rotpk_from_otp
+    from nusim.bootrom import rotpk_from_otp
 
     return rotpk_from_otp(nv.otp) is not None
 
@@ -238,7 +238,7 @@ def listing(name: str, directory: Path) -> BoardListing:
 
 def _ks_slots(bank: str, keys: list[Any]) -> list[dict[str, Any]]:
     """Metadata of the used KeyStore slots; never the key bits."""
-    from nusec.sim import keystore
+    from nusim import keystore
 
     owners = {
         keystore.OWNER_AES: "AES",
@@ -270,7 +270,7 @@ def _ks_slots(bank: str, keys: list[Any]) -> list[dict[str, Any]]:
 def details(name: str, directory: Path) -> dict[str, Any]:
     """Everything ``nusec sim show`` reports, as JSON-ready data (no key material)."""
     from nucore.otp import FIELDS
-    from nusec.sim.bootrom import APP_SLOT_BASE, APP_SLOT_SIZE, ImageRejected, rotpk_from_otp, verify_image
+    from nusim.bootrom import APP_SLOT_BASE, APP_SLOT_SIZE, ImageRejected, rotpk_from_otp, verify_image
 
     nv = load_state(name, directory)
     base = listing(name, directory).to_json()

@@ -2,7 +2,7 @@
 public BSP publishes them, each with its source, and the names the simulator's model, the board
 C header (``snippets/common/m55m1.h``) and the host writer give them. One owner for the facts:
 tests check all three against these rows, and ``render_markdown`` is the table in
-``docs/sim-board.md`` (``python -m nusec.board.conformance`` prints it).
+``docs/sim-board.md`` (``python -m nuboard.conformance`` prints it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 TABLE = Path(__file__).resolve().parent / "conformance.toml"
 KINDS = ("base", "offset", "bit", "field", "code", "addr")
-DOC_BEGIN = "<!-- conformance:begin (python -m nusec.board.conformance) -->"
+DOC_BEGIN = "<!-- conformance:begin (python -m nuboard.conformance) -->"
 DOC_END = "<!-- conformance:end -->"
 
 
@@ -27,7 +27,7 @@ class Row:
     kind: str
     value: int
     source: str
-    model: str | None = None  # "module:NAME" in nusec.sim
+    model: str | None = None  # "module:NAME" in nusim
     c: str | None = None  # macro in snippets/common/m55m1.h
     host: str | None = None  # "module:NAME" on the host; for an offset row, the absolute address
 

@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from nusec.sim.board import Master, WordDevice
-from nusec.sim.keystore import MEM_SRAM, OWNER_AES, OWNER_ECC, KsError, make_meta
+from nusim.board import Master, WordDevice
+from nusim.keystore import MEM_SRAM, OWNER_AES, OWNER_ECC, KsError, make_meta
 
 if TYPE_CHECKING:
-    from nusec.sim.board import Board
+    from nusim.board import Board
 
 # Offsets (crypto_reg.h, CRYPTO_T).
 INTSTS, PRNG_CTL, PRNG_SEED, PRNG_KEY0, PRNG_STS = 0x004, 0x008, 0x00C, 0x010, 0x030

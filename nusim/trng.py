@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from nusec.sim.board import Master, WordDevice
+from nusim.board import Master, WordDevice
 
 TRNG_CTL, TRNG_STS, TRNG_DATA = 0x00, 0x04, 0x08
 STS_READY = 1

@@ -1,6 +1,6 @@
 """pyocd debug-probe plugin: ``-u sim:<board>`` opens the simulated board ``<board>``.
 
-Entry point ``sim = nusec.sim.probe_plugin:SimProbePlugin`` (group ``pyocd.probe``). The probe
+Entry point ``sim = nusim.probe_plugin:SimProbePlugin`` (group ``pyocd.probe``). The probe
 serves the DP and AP registers pyocd reads during discovery, and hands pyocd a memory interface
 on AP0 (like the ST-Link probe), so every byte the tool moves goes through pyocd's own target,
 core and memory code. Board errors map to pyocd's exceptions: a bus fault (e.g. after the secure
@@ -18,9 +18,9 @@ from pyocd.core.memory_interface import MemoryInterface
 from pyocd.core.plugin import Plugin
 from pyocd.probe.debug_probe import DebugProbe
 
-from nusec.sim import target
-from nusec.sim.board import Board, BusFault, LinkDown
-from nusec.sim.nvstate import default_sim_dir, valid_board_name
+from nusim import target
+from nusim.board import Board, BusFault, LinkDown
+from nusim.nvstate import default_sim_dir, valid_board_name
 
 if TYPE_CHECKING:
     from pyocd.board.board import Board as PyocdBoard

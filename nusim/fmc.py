@@ -6,7 +6,7 @@ is not blank refuses a program, and so does every word of a locked OTP entry. Ev
 unknown command sets ISPCTL.ISPFF (write 1 to clear) and changes nothing.
 
 As on the part (fmc_reg.h): ISPCTL and ISPTRG are write-protected, so writes to them are ignored
-unless SYS_REGLCTL is unlocked (``nusec.sim.sysctl``); the block answers only while the ISP clock
+unless SYS_REGLCTL is unlocked (``nusim.sysctl``); the block answers only while the ISP clock
 (CLK_FMCCTL.ISP0CKEN) runs; and a command takes modelled time (``DURATION`` ticks, one tick per
 peripheral access by anyone): ISPTRG.ISPGO stays set until it is done, and ISPDAT and ISPFF show
 its result only then. A new ISPGO while one is in flight is ignored.
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nusec.sim import memmap
-from nusec.sim.board import LinkDown, Master, WordDevice
-from nusec.sim.cpu import StopReason
+from nusim import memmap
+from nusim.board import LinkDown, Master, WordDevice
+from nusim.cpu import StopReason
 
 if TYPE_CHECKING:
-    from nusec.sim.board import Board
+    from nusim.board import Board
 
 ISPCTL, ISPADDR, ISPDAT, ISPCMD, ISPTRG, ISPSTS = 0x00, 0x04, 0x08, 0x0C, 0x10, 0x40
 MPDAT0, MPDAT1 = 0x80, 0x84

@@ -9,7 +9,7 @@ flash), so code must enable every clock it uses, as ``CLK_EnableModuleClock`` do
 
 from __future__ import annotations
 
-from nusec.sim.board import Master, WordDevice
+from nusim.board import Master, WordDevice
 
 CRYPTOCTL, FMCCTL, KSCTL, TRNGCTL, UARTCTL = 0x218, 0x23C, 0x268, 0x2D8, 0x2E0
 CRYPTOCTL_CRYPTO0CKEN = 1 << 0
