@@ -36,7 +36,7 @@ from ceremony.config import (
 from ceremony.errors import CeremonyError, KeyExistsError
 from ceremony.hsm import RehearsalToken
 from ceremony.journal import Journal, journal_path
-from ceremony.run import _key_record, _make_key, environment, refuse_finished, tool_version
+from ceremony.run import key_record, make_key, refuse_finished
 from ceremony.summary import fields_as_dict
 from ceremony.transcript import spki_sha256
 from pki.hsm import KeyPolicy
@@ -165,20 +165,7 @@ def run(
             journal_path(plan.final_dir), kind="batch-keys", config_sha256=loaded.sha256
         )
         with staged_transcript(plan, config.ceremony) as transcript:
-            transcript.append(
-                "open",
-                {
-                    "kind": "batch-keys",
-                    "tool": tool_version(),
-                    "environment": environment(),
-                    "name": config.ceremony.name,
-                    "config_sha256": loaded.sha256,
-                    "config_text": loaded.text,
-                    "rehearsal": rehearsal,
-                    "tokens": tokens.info(),
-                    "inventory": tokens.inventory(),
-                },
-            )
+            transcript.append("open", tokens.open_record("batch-keys", loaded, rehearsal=rehearsal))
             say(f"step 1/3: batch KEK '{config.batch.kek_label}' on the issuing token '{hsm.token_label}'")
             journal.intend("batch_kek", label=config.batch.kek_label)
             hsm.generate_aes_kek(config.batch.kek_label)
@@ -195,8 +182,8 @@ def run(
                 {"label": config.batch.kek_label, "attributes_read": kek_attrs, "inventory": hsm.inventory()},
             )
             say(f"step 2/3: batch seal signer '{config.batch.signer_label}'")
-            signer = _make_key(hsm, config.batch.signer_label, KeyPolicy(), None, journal, "batch_signer")
-            record = _key_record(hsm, signer, KeyPolicy(), False, "batch-signer")
+            signer = make_key(hsm, config.batch.signer_label, KeyPolicy(), None, journal, "batch_signer")
+            record = key_record(hsm, signer, KeyPolicy(), False, "batch-signer")
             pem = signer.public_key.public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )

@@ -8,6 +8,9 @@ published in one rename, a record left on the token), and never leaves a half-wr
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +43,38 @@ def ec_public(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def tool_version() -> str:
+    """``nusec <version>`` as installed (recorded in transcripts)."""
+    try:
+        return f"nusec {importlib.metadata.version('nusec')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "nusec (not installed)"
+
+
+def environment() -> dict[str, Any]:
+    """Host, OS and tool versions, for the opening line of every transcript."""
+    versions: dict[str, str | None] = {}
+    for dist in (
+        "nusec",
+        "python-pkcs11",
+        "cryptography",
+        "shamir-mnemonic",
+        "pkilint",
+        "pydantic",
+        "PyYAML",
+    ):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "host": platform.node(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+    }
+
+
 @dataclass
 class Tokens:
     """The tokens a ceremony opened, by role (``root``, ``issuing``), and the rehearsal ones."""
@@ -52,6 +87,23 @@ class Tokens:
 
     def inventory(self) -> dict[str, Any]:
         return {role: hsm.inventory() for role, hsm in self.open.items()}
+
+    def open_record(self, kind: str, loaded: Any, *, rehearsal: bool, **extra: Any) -> dict[str, Any]:
+        """The transcript's ``open`` record every ceremony type starts with: which tool on which
+        host, the reviewed config (text and digest), and the tokens as they are before any step;
+        ``extra`` adds what this type checked before it started (e.g. the root's SPKI digest)."""
+        return {
+            "kind": kind,
+            "tool": tool_version(),
+            "environment": environment(),
+            "name": loaded.config.ceremony.name,
+            "config_sha256": loaded.sha256,
+            "config_text": loaded.text,
+            "rehearsal": rehearsal,
+            "tokens": self.info(),
+            "inventory": self.inventory(),
+            **extra,
+        }
 
 
 @contextmanager

@@ -42,7 +42,6 @@ from ceremony.config import (
 )
 from ceremony.errors import CeremonyError
 from ceremony.intermediate import RootRef
-from ceremony.run import environment, tool_version
 from ceremony.summary import fields_as_dict
 from ceremony.transcript import sha256_hex, spki_sha256
 from pki.ca import Issuer
@@ -190,18 +189,9 @@ def run(
         with staged_transcript(plan, config.ceremony) as transcript:
             transcript.append(
                 "open",
-                {
-                    "kind": "crl",
-                    "tool": tool_version(),
-                    "environment": environment(),
-                    "name": config.ceremony.name,
-                    "config_sha256": loaded.sha256,
-                    "config_text": loaded.text,
-                    "rehearsal": rehearsal,
-                    "tokens": tokens.info(),
-                    "inventory": tokens.inventory(),
-                    "root_spki_sha256": spki_sha256(root_pub),
-                },
+                tokens.open_record(
+                    "crl", loaded, rehearsal=rehearsal, root_spki_sha256=spki_sha256(root_pub)
+                ),
             )
             say(f"step 1/2: root CRL number {config.crl.number}, next update {next_update:%Y-%m-%d}")
             issuer = Issuer(hsm, config.root.key_label, root_cert).check()

@@ -49,15 +49,13 @@ from ceremony.hsm import RehearsalToken
 from ceremony.journal import Journal, journal_path
 from ceremony.run import (
     _cert_record,
-    _key_record,
-    _make_key,
     ca_urls,
     cert_pem,
     cert_sha256,
-    environment,
+    key_record,
+    make_key,
     refuse_finished,
     sign_ica_certificate,
-    tool_version,
 )
 from ceremony.summary import fields_as_dict
 from ceremony.transcript import spki_sha256
@@ -210,27 +208,21 @@ def run(
         with staged_transcript(plan, config.ceremony) as transcript:
             transcript.append(
                 "open",
-                {
-                    "kind": "intermediate",
-                    "tool": tool_version(),
-                    "environment": environment(),
-                    "name": config.ceremony.name,
-                    "config_sha256": loaded.sha256,
-                    "config_text": loaded.text,
-                    "rehearsal": rehearsal,
-                    "tokens": tokens.info(),
-                    "inventory": tokens.inventory(),
-                    "root_cert_sha256": cert_sha256(root_cert),
-                    "root_spki_sha256": spki_sha256(root_pub),
-                },
+                tokens.open_record(
+                    "intermediate",
+                    loaded,
+                    rehearsal=rehearsal,
+                    root_cert_sha256=cert_sha256(root_cert),
+                    root_spki_sha256=spki_sha256(root_pub),
+                ),
             )
             say(
                 f"step 1/3: ICA key pair '{config.ica.key_label}'"
                 f" on the issuing token '{issuing_hsm.token_label}'"
             )
             policy = KeyPolicy.ca_key()
-            ica_key = _make_key(issuing_hsm, config.ica.key_label, policy, None, journal, "ica_key")
-            transcript.append("ica_key", _key_record(issuing_hsm, ica_key, policy, False, "ica"))
+            ica_key = make_key(issuing_hsm, config.ica.key_label, policy, None, journal, "ica_key")
+            transcript.append("ica_key", key_record(issuing_hsm, ica_key, policy, False, "ica"))
             say("step 2/3: ICA certificate signed by the offline root key (linted before and after)")
             ica_cert, lint_log = sign_ica_certificate(
                 root_hsm,

@@ -36,11 +36,12 @@ from ceremony.backup import (
     read_share_file,
     share_fingerprint,
 )
+from ceremony.common import environment, tool_version
 from ceremony.config import LoadedConfig
 from ceremony.errors import KeyExistsError, RestoreError, TranscriptError
 from ceremony.hsm import RehearsalToken, configured_token, create_rehearsal_token, open_token
 from ceremony.restore_config import LoadedRestore
-from ceremony.run import Say, cert_sha256, environment, tool_version
+from ceremony.run import Say, cert_sha256
 from ceremony.summary import fields_as_dict
 from ceremony.transcript import TranscriptWriter, file_sha256, spki_sha256, verify_transcript
 from pki.hsm import KeyPolicy

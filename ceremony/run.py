@@ -25,10 +25,7 @@ read back as the CA policy requires. A stale staging folder is wiped and recorde
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import platform
 import re
-import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +41,7 @@ from cryptography.x509.oid import NameOID
 
 from ceremony import outputs as out
 from ceremony.backup import CustodianShare, combine_shares, kek_check_value, share_file_text, split_kek
+from ceremony.common import environment, tool_version
 from ceremony.config import CaSection, CeremonyConfig, LoadedConfig, Subject, check_clock
 from ceremony.errors import BackupError, CeremonyError, ConfigError, FinishedCeremonyError, KeyExistsError
 from ceremony.hsm import RehearsalToken, configured_token, create_rehearsal_token, open_token
@@ -98,38 +96,6 @@ class CeremonyResult:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (paths as strings); never contains a PIN or a share."""
         return fields_as_dict(self)
-
-
-def tool_version() -> str:
-    """``nusec <version>`` as installed (recorded in transcripts)."""
-    try:
-        return f"nusec {importlib.metadata.version('nusec')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "nusec (not installed)"
-
-
-def environment() -> dict[str, Any]:
-    """Host, OS and tool versions, for the opening line of every transcript."""
-    versions: dict[str, str | None] = {}
-    for dist in (
-        "nusec",
-        "python-pkcs11",
-        "cryptography",
-        "shamir-mnemonic",
-        "pkilint",
-        "pydantic",
-        "PyYAML",
-    ):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "host": platform.node(),
-        "os": platform.platform(),
-        "python": sys.version.split()[0],
-        "versions": versions,
-    }
 
 
 def fingerprint_lines(
@@ -187,7 +153,7 @@ def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def _key_record(
+def key_record(
     hsm: Pkcs11Backend, info: KeyPairInfo, policy: KeyPolicy, reused: bool, role: str
 ) -> dict[str, Any]:
     """What the token says about a key now: attributes as read back, never as intended."""
@@ -408,10 +374,10 @@ def run_ceremony(
                 f"step 1/8: root key pair '{config.root.key_label}'"
                 f" on the root token '{root_hsm.token_label}'"
             )
-            root_key = _make_key(
+            root_key = make_key(
                 root_hsm, config.root.key_label, root_policy, reused_root, journal, "root_key"
             )
-            rec = _key_record(root_hsm, root_key, root_policy, reused_root is not None, ROOT)
+            rec = key_record(root_hsm, root_key, root_policy, reused_root is not None, ROOT)
             transcript.append("root_key", {**rec, **_acked(acknowledge, "root_key", rec)})
 
             # --- 2. root certificate (linted before and after the HSM signs) -----------------
@@ -440,8 +406,8 @@ def run_ceremony(
                 f"step 3/8: ICA key pair '{config.ica.key_label}'"
                 f" on the issuing token '{issuing_hsm.token_label}'"
             )
-            ica_key = _make_key(issuing_hsm, config.ica.key_label, ica_policy, reused_ica, journal, "ica_key")
-            rec = _key_record(issuing_hsm, ica_key, ica_policy, reused_ica is not None, "ica")
+            ica_key = make_key(issuing_hsm, config.ica.key_label, ica_policy, reused_ica, journal, "ica_key")
+            rec = key_record(issuing_hsm, ica_key, ica_policy, reused_ica is not None, "ica")
             transcript.append("ica_key", {**rec, **_acked(acknowledge, "ica_key", rec)})
 
             # --- 4. ICA certificate signed by the root key ----------------------------------
@@ -612,7 +578,7 @@ def run_ceremony(
     )
 
 
-def _make_key(
+def make_key(
     hsm: Pkcs11Backend, label: str, policy: KeyPolicy, reused: KeyPairInfo | None, journal: Journal, step: str
 ) -> KeyPairInfo:
     """The key pair ``label``: the checked interrupted run's key, or a new one journaled before
