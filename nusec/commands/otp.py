@@ -35,7 +35,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="End with one JSON object 
 def _errors(json_out: bool) -> Iterator[None]:
     """Turn any expected failure into one clear line and exit 1."""
     from nucore.errors import NativeError
-    from nusec.otp_batch import OtpBatchError
+    from pki.batch import OtpBatchError
     from pki.errors import PkiError
 
     try:
@@ -97,7 +97,7 @@ def _load_pub(path: Path | None) -> Any:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from nusec.otp_batch import OtpBatchError
+    from pki.batch import OtpBatchError
 
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
@@ -126,7 +126,7 @@ def build(
 ) -> None:
     """Build (or resume) a batch: images, manifest, wrapped keys, and the HSM-signed seal."""
     with _errors(json_out):
-        from nusec.otp_batch import build_batch, ensure_batch_keys, load_spec
+        from pki.batch import build_batch, ensure_batch_keys, load_spec
         from pki.hsm.pkcs11 import open_backend
         from pki.hsm.preflight import require as require_role
 
@@ -182,7 +182,7 @@ def verify(
 ) -> None:
     """Verify a batch offline: seal signature, every image and line, the Merkle root."""
     with _errors(json_out):
-        from nusec.otp_batch import OtpBatchError, check_board_key, read_batch_info, verify_batch, verify_one
+        from pki.batch import OtpBatchError, check_board_key, read_batch_info, verify_batch, verify_one
 
         pub = _load_pub(signer_pub)
         result: dict[str, Any] = {"ok": True, "signer_pinned": pub is not None}
@@ -231,7 +231,7 @@ def show(
     """Show a batch's summary, one board's image (fields, entries), or an image file."""
     with _errors(json_out):
         from nucore import otp
-        from nusec.otp_batch import image_proof, read_batch_info, read_image, read_line, read_seal
+        from pki.batch import image_proof, read_batch_info, read_image, read_line, read_seal
 
         out: dict[str, Any]
         if target.is_file():

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 
 from nucore import keywrap
-from nusec.otp_batch import OtpBatchError, keygen, load_spec
+from pki.batch import OtpBatchError, keygen, load_spec
 from tests.otp.conftest import SpecMaker
 
 

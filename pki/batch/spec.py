@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nucore import otp
-from nusec.otp_batch.errors import OtpBatchError
+from pki.batch.errors import OtpBatchError
 
 MAX_COUNT = 10_000_000
 
