@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from nusec.otp_batch import build_batch, ensure_batch_keys, load_spec, read_batch_info  # noqa: E402
-from nusec.otp_batch.build import _run, _unwrap_secrets, build_chunk, init_batch  # noqa: E402
-from nusec.otp_batch.keygen import keygen_backend  # noqa: E402
-from nusec.otp_batch.reference import reference_chunk  # noqa: E402
+from pki.batch import build_batch, ensure_batch_keys, load_spec, read_batch_info  # noqa: E402
+from pki.batch.build import _run, _unwrap_secrets, build_chunk, init_batch  # noqa: E402
+from pki.batch.keygen import keygen_backend  # noqa: E402
+from pki.batch.reference import reference_chunk  # noqa: E402
 from pki.hsm.softhsm import softhsm_token  # noqa: E402
 from tests.otp.conftest import ca_certificate  # noqa: E402
 

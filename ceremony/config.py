@@ -22,6 +22,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ceremony.errors import ConfigError
+from pki.configs import LaxPath as LaxPath  # re-exported: the ceremony types use it
+from pki.configs import one_line
 
 #: Key labels and the token label: printable, no spaces at the ends, no URI-breaking characters.
 _LABEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -38,9 +40,6 @@ SOFTHSM2_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 _M = TypeVar("_M", bound=BaseModel)
-
-#: YAML gives strings; a path field accepts them (strict mode would want a ``Path`` object).
-LaxPath = Annotated[Path, Field(strict=False)]
 
 
 class _Strict(BaseModel):
@@ -298,23 +297,6 @@ def _resolve(value: Path, base: Path) -> Path:
     return value if value.is_absolute() else (base / value)
 
 
-def _format_error(err: ValidationError) -> str:
-    """One line naming the first problem's field path; an unknown field (a typo) is named first,
-    since it usually also explains a "missing" one."""
-    errors = err.errors()
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = ".".join(str(p) for p in first["loc"])
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        parent, _, name = loc.rpartition(".")
-        where = f" in '{parent}'" if parent else ""
-        return f"unknown field '{name}'{where}"
-    if kind == "missing":
-        return f"missing field '{loc}'"
-    msg = str(first["msg"]).removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
-
-
 def read_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     """The top-level YAML mapping of a ceremony file; ``ConfigError`` (one line) otherwise."""
     try:
@@ -334,7 +316,7 @@ def validate_model(model: type[_M], data: dict[str, Any], where: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {_format_error(exc)}") from None
+        raise ConfigError(f"{where}: {one_line(exc)}") from None
 
 
 def resolve_paths(value: _M, base: Path) -> _M:

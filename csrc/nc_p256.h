@@ -18,7 +18,7 @@
 #define NC_P256_OK 0
 #define NC_P256_EPOINT (-1)  /* public key: bad encoding, coordinate >= p, not on the curve */
 #define NC_P256_ESCALAR (-2) /* private scalar not in [1, n-1] */
-#define NC_P256_EDER (-3)    /* signature DER malformed or not minimal */
+/* (-3) was NC_P256_EDER: DER signatures are encoded in Python, by cryptography (nucore.p256). */
 #define NC_P256_EARG (-4)    /* bad length or argument */
 #define NC_P256_ESIG (-5)    /* signature does not verify */
 
@@ -46,11 +46,6 @@ int nc_p256_sign(const uint8_t priv[32], const uint8_t digest[32], const uint8_t
 /* NC_P256_OK when valid, NC_P256_ESIG when not, NC_P256_EPOINT for a bad key. */
 int nc_p256_verify(const uint8_t pub[65], const uint8_t digest[32], const uint8_t sig[64]);
 int nc_p256_ecdh(const uint8_t priv[32], const uint8_t pub[65], uint8_t secret[32]);
-
-/* Strict DER (SEQUENCE of two minimal positive INTEGERs, nothing trailing) <-> r||s. */
-int nc_p256_sig_from_der(const uint8_t *der, size_t len, uint8_t sig[64]);
-/* out must hold 72 bytes; *outlen receives the length. */
-int nc_p256_sig_to_der(const uint8_t sig[64], uint8_t *out, size_t *outlen);
 
 /* Batch calls: n items on contiguous buffers. A stride of 0 for priv/pub reuses one item for all.
  * status (n bytes, may be NULL for keygen) receives 0 per good item or the positive error code.

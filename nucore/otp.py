@@ -2,12 +2,14 @@
 
 Packing and every check live in C (``csrc/nc_otp.c``) because the board and the host must agree
 byte for byte; this module only turns the result into typed, immutable objects and gives writers
-the entry ranges they program and verify field by field.
+the entry ranges they program and verify field by field, and the one conversion between OTP
+bytes and the 32-bit words ISP reads and programs.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
@@ -249,6 +251,23 @@ def with_board_cert(image: bytes, board_cert: bytes) -> bytes:
         raise NativeError(f"OTP: board certificate must be 1..{f.size} bytes, got {len(board_cert)}")
     cert = board_cert + b"\xff" * (f.size - len(board_cert))
     return image[: f.offset] + cert + image[f.offset + f.size :]
+
+
+def words_to_bytes(words: Iterable[int]) -> bytes:
+    """OTP bytes from 32-bit words as FMC ISP READ returns them (little-endian), in address order."""
+    return b"".join(w.to_bytes(4, "little") for w in words)
+
+
+def entries_to_bytes(entry_words: Iterable[tuple[int, int]]) -> bytes:
+    """The bytes of OTP entries from their (low, high) word pairs, in entry order."""
+    return words_to_bytes(w for pair in entry_words for w in pair)
+
+
+def bytes_to_words(data: bytes) -> list[int]:
+    """The 32-bit words (little-endian) an ISP PROGRAM writes for ``data`` (a multiple of 4 bytes)."""
+    if len(data) % 4:
+        raise NativeError(f"OTP data must be whole 32-bit words, got {len(data)} bytes")
+    return [int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4)]
 
 
 def entries_of(*fields: str) -> list[int]:

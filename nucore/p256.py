@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
 from nucore._ffi import ffi, lib
 from nucore.errors import NativeError
 from nucore.hashes import sha256
@@ -21,7 +23,6 @@ SignatureEncoding = Literal["der", "raw"]
 _REASONS = {
     -1: "not a valid P-256 public key (bad SEC1 encoding, coordinate >= p, or not on the curve)",
     -2: "private scalar is not in [1, n-1]",
-    -3: "signature is not strict DER (SEQUENCE of two minimal positive INTEGERs)",
     -4: "bad argument length",
     -5: "signature does not verify",
 }
@@ -60,19 +61,26 @@ def _digest(data: bytes, prehashed: bool) -> bytes:
 
 
 def signature_from_der(der: bytes) -> bytes:
-    """Strict DER ECDSA signature -> raw ``r || s`` (64 bytes); raises NativeError when malformed."""
-    out = ffi.new("uint8_t[64]")
-    _check(lib.nc_p256_sig_from_der(bytes(der), len(der), out), "signature_from_der")
-    return bytes(out)
+    """Strict DER ECDSA-Sig-Value -> raw ``r || s`` (64 bytes); raises NativeError when malformed.
+
+    The one owner of this conversion (the service, CA, HSM backends and desktop import it). The
+    DER itself is cryptography's strict decoder: not a hot path (bulk work stays raw), so no
+    hand-written length parsing of our own."""
+    try:
+        r, s = decode_dss_signature(bytes(der))
+    except (ValueError, TypeError):
+        raise NativeError(
+            "signature_from_der: signature is not strict DER (SEQUENCE of two minimal positive INTEGERs)"
+        ) from None
+    if r >= 1 << 256 or s >= 1 << 256:
+        raise NativeError("signature_from_der: signature scalars are too large for P-256")
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def signature_to_der(raw: bytes) -> bytes:
-    """Raw ``r || s`` (64 bytes) -> minimal DER."""
+    """Raw ``r || s`` (64 bytes, what PKCS#11 and the board's KeyStore return) -> minimal DER."""
     _need_len(raw, 64, "raw signature")
-    out = ffi.new("uint8_t[72]")
-    outlen = ffi.new("size_t *")
-    _check(lib.nc_p256_sig_to_der(bytes(raw), out, outlen), "signature_to_der")
-    return bytes(out)[: outlen[0]]
+    return encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
 
 
 class PublicKey:

@@ -116,10 +116,10 @@ def run_demo(
     from ceremony import batch_keys, crl, intermediate
     from ceremony.config import default_rehearsal_config
     from ceremony.run import run_ceremony
-    from nusec.otp_batch import build_batch
-    from nusec.otp_batch.spec import spec_from_dict
     from nusec.provision.client import TlsConfig
     from nusec.provision.flow import RunOptions, inspect_board, provision_boards
+    from pki.batch import build_batch
+    from pki.batch.spec import spec_from_dict
     from pki.ca import Issuer
     from pki.ca.crl import issue_crl
     from pki.hsm.roles import check_service_token

@@ -186,7 +186,8 @@ def otp_entry_locked(nv: NvState, n: int) -> bool:
 
 def firmware_present(nv: NvState) -> bool:
     """An MCUboot image magic at the start of the application slot (signed or not)."""
-    from nusim.bootrom import APP_SLOT_BASE, IMAGE_MAGIC
+    from nucore.mcuboot import IMAGE_MAGIC
+    from nusim.bootrom import APP_SLOT_BASE
 
     off = APP_SLOT_BASE - memmap.FLASH_BASE
     return int.from_bytes(nv.flash[off : off + 4], "little") == IMAGE_MAGIC

@@ -43,20 +43,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from nuboard import layout
 from nuboard.keyslots import ROM_ROOT_SLOT_X, ROM_ROOT_SLOT_Y
 from nuboard.protocol import BootFailReason, boot_fail_frame
+from nucore import mcuboot
 from nusim import memmap
 from nusim.board import Board, CoreState
 from nusim.nvstate import BootRecord
 
 APP_SLOT_BASE = memmap.FLASH_BASE
 APP_SLOT_SIZE = 0x4_0000  # 256 KiB: imgtool --slot-size 0x40000
-
-IMAGE_MAGIC = 0x96F3_B83D
-IMAGE_HEADER_MIN = 32
-TLV_INFO_MAGIC = 0x6907
-TLV_PROT_INFO_MAGIC = 0x6908
-TLV_KEYHASH = 0x01
-TLV_SHA256 = 0x10
-TLV_ECDSA_SIG = 0x22
 
 ROTPK_FIRST_ENTRY = 17
 ROTPK_LEN = 64  # P-256 X||Y, entries 17-24
@@ -103,31 +96,6 @@ def rotpk_from_otp(otp: bytes | bytearray) -> bytes | None:
     return None if key == b"\xff" * ROTPK_LEN else key
 
 
-def _walk_tlvs(slot: bytes, start: int, magic: int, what: str) -> tuple[list[tuple[int, bytes]], int]:
-    """TLV records of the area at ``start`` and the offset just past it."""
-    if start + 4 > len(slot):
-        raise ImageRejected(BootFailReason.BAD_TLV, f"{what} TLV area runs past the slot")
-    info_magic, total = struct.unpack_from("<HH", slot, start)
-    if info_magic != magic:
-        raise ImageRejected(
-            BootFailReason.BAD_TLV, f"{what} TLV area magic 0x{info_magic:04x} != 0x{magic:04x}"
-        )
-    end = start + total
-    if total < 4 or end > len(slot):
-        raise ImageRejected(BootFailReason.BAD_TLV, f"{what} TLV area of {total} bytes does not fit the slot")
-    records: list[tuple[int, bytes]] = []
-    off = start + 4
-    while off < end:
-        if off + 4 > end:
-            raise ImageRejected(BootFailReason.BAD_TLV, f"truncated TLV header at +0x{off:x}")
-        kind, length = struct.unpack_from("<HH", slot, off)
-        if off + 4 + length > end:
-            raise ImageRejected(BootFailReason.BAD_TLV, f"TLV 0x{kind:02x} at +0x{off:x} overruns its area")
-        records.append((kind, bytes(slot[off + 4 : off + 4 + length])))
-        off += 4 + length
-    return records, end
-
-
 def rom_root_key(board: Board) -> bytes | None:
     """The ROM's root public key X||Y from KeyStore OTP slots 0 (X) and 1 (Y), or None when secure
     boot is off (either slot empty). KEY words are least-significant word first."""
@@ -147,35 +115,35 @@ def verify_image(
         rotpk = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + rotpk_xy)
     except ValueError:
         raise ImageRejected(BootFailReason.NO_ROTPK, f"{key_name} is not a P-256 point") from None
-    if len(slot) < IMAGE_HEADER_MIN or struct.unpack_from("<I", slot, 0)[0] != IMAGE_MAGIC:
-        raise ImageRejected(BootFailReason.NO_IMAGE, "no MCUboot image magic at the start of the slot")
-    _, _, hdr_size, prot_size, img_size, flags, major, minor, rev, build = struct.unpack_from(
-        "<IIHHIIBBHI", slot, 0
-    )
-    if hdr_size < IMAGE_HEADER_MIN or hdr_size % 4 or flags != 0:
+    try:
+        header = mcuboot.parse_header(slot)
+    except mcuboot.McubootError as exc:
+        if exc.part == "magic":
+            raise ImageRejected(
+                BootFailReason.NO_IMAGE, "no MCUboot image magic at the start of the slot"
+            ) from None
+        raise ImageRejected(BootFailReason.BAD_HEADER, str(exc)) from None
+    hdr_size, img_size, flags, body_end = header.header_size, header.image_size, header.flags, header.body_end
+    if hdr_size % 4 or flags != 0:
         raise ImageRejected(
             BootFailReason.BAD_HEADER, f"header size 0x{hdr_size:x} / flags 0x{flags:x} unsupported"
         )
-    body_end = hdr_size + img_size
-    if img_size < 8 or body_end + prot_size + 4 > len(slot):
+    if img_size < 8:
         raise ImageRejected(BootFailReason.BAD_HEADER, f"image of {img_size} bytes does not fit the slot")
+    try:
+        parsed = mcuboot.parse(slot)
+    except mcuboot.McubootError as exc:
+        raise ImageRejected(BootFailReason.BAD_TLV, str(exc)) from None
+    digest = mcuboot.signed_digest(slot, parsed)
 
-    signed_end = body_end
-    if prot_size:
-        _, signed_end = _walk_tlvs(slot, body_end, TLV_PROT_INFO_MAGIC, "protected")
-        if signed_end - body_end != prot_size:
-            raise ImageRejected(BootFailReason.BAD_TLV, "protected TLV size disagrees with the header")
-    digest = hashlib.sha256(slot[:signed_end]).digest()
-    records, _ = _walk_tlvs(slot, signed_end, TLV_INFO_MAGIC, "unprotected")
-
-    hashes_found = [value for kind, value in records if kind == TLV_SHA256]
+    hashes_found = parsed.values(mcuboot.TLV_SHA256)
     if len(hashes_found) != 1 or hashes_found[0] != digest:
         raise ImageRejected(BootFailReason.BAD_HASH, "SHA-256 TLV missing or different from the image")
     spki = rotpk.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    keyhashes = [value for kind, value in records if kind == TLV_KEYHASH]
+    keyhashes = parsed.values(mcuboot.TLV_KEYHASH)
     if keyhashes and keyhashes[0] != hashlib.sha256(spki).digest():
         raise ImageRejected(BootFailReason.BAD_KEYHASH, f"KEYHASH TLV names another key than the {key_name}")
-    sigs = [value for kind, value in records if kind == TLV_ECDSA_SIG]
+    sigs = parsed.values(mcuboot.TLV_ECDSA_SIG)
     if not sigs:
         raise ImageRejected(BootFailReason.NO_SIGNATURE, "no ECDSA-P256 signature TLV")
     if not any(_signature_ok(rotpk, sig, digest) for sig in sigs):
@@ -189,7 +157,7 @@ def verify_image(
         )
     if not (memmap.SRAM_BASE < sp <= memmap.SRAM_BASE + memmap.SRAM_SIZE):
         raise ImageRejected(BootFailReason.BAD_VECTORS, f"initial SP 0x{sp:08x} is not in SRAM")
-    return VerifiedImage(hdr_size, img_size, (major, minor, rev, build), digest, sp, pc)
+    return VerifiedImage(hdr_size, img_size, header.version, digest, sp, pc)
 
 
 def _signature_ok(key: ec.EllipticCurvePublicKey, der_sig: bytes, digest: bytes) -> bool:

@@ -1,4 +1,4 @@
-"""``nusec otp``: bulk OTP images for a production batch (build, verify, show).
+"""``nusec otp``: bulk OTP images for a production batch (template, validate, build, verify, show).
 
 Every failure is one ``error: ...`` line on stderr and exit 1; ``--json`` ends with one JSON
 object on stdout. Heavy imports stay inside the functions so ``nusec --help`` stays fast.
@@ -20,7 +20,8 @@ from nusec.commands.failure import fail
 app = typer.Typer(
     name="otp",
     help=(
-        "Bulk OTP images: `build` a batch from a spec (resumable; HSM-held KEK), `verify` it offline, "
+        "Bulk OTP images: `template` and `validate` a batch spec, `build` a batch from it "
+        "(resumable; HSM-held KEK), `verify` it offline, "
         "`show` a batch or one image. See docs/otp-batch.md."
     ),
     no_args_is_help=True,
@@ -35,7 +36,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="End with one JSON object 
 def _errors(json_out: bool) -> Iterator[None]:
     """Turn any expected failure into one clear line and exit 1."""
     from nucore.errors import NativeError
-    from nusec.otp_batch import OtpBatchError
+    from pki.batch import OtpBatchError
     from pki.errors import PkiError
 
     try:
@@ -97,7 +98,7 @@ def _load_pub(path: Path | None) -> Any:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from nusec.otp_batch import OtpBatchError
+    from pki.batch import OtpBatchError
 
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
@@ -106,6 +107,70 @@ def _load_pub(path: Path | None) -> Any:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise OtpBatchError(f"--signer-pub: {path} is not an EC public key")
     return key
+
+
+@app.command("template")
+def template_cmd(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this new file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print a commented example batch spec (it validates once root_cert/ica_cert name your files).
+
+    Example: nusec otp template -o spec.yaml && nusec otp validate spec.yaml
+    """
+    from pki.batch.spec import TEMPLATE
+
+    if output is None:
+        typer.echo(TEMPLATE, nl=False)
+        return
+    with _errors(False):
+        from pki import files
+        from pki.batch import OtpBatchError
+
+        try:
+            files.write_atomic(output, TEMPLATE.encode(), overwrite=False)
+        except FileExistsError:
+            raise OtpBatchError(f"{output} already exists; refusing to overwrite it") from None
+        except OSError as exc:
+            raise OtpBatchError(f"cannot write {output}: {exc.strerror}") from None
+    typer.echo(f"wrote {output}")
+
+
+@app.command("validate")
+def validate_cmd(
+    spec: Annotated[Path, typer.Argument(help="Batch spec (YAML/JSON); see docs/otp-batch.md.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Check a batch spec completely (schema, certificates, chain, sizes, UID list) without
+    touching the HSM or writing anything.
+
+    Example: nusec otp validate spec.yaml --json
+    """
+    with _errors(json_out):
+        from pki.batch import load_spec
+
+        batch_spec = load_spec(spec)
+    summary = {
+        "ok": True,
+        "spec": str(spec),
+        "spec_sha256": batch_spec.digest(),
+        "count": batch_spec.count,
+        "uid_list": batch_spec.uids is not None,
+        "chunk_size": batch_spec.chunk_size,
+        "hsm_uri": batch_spec.hsm.uri,
+        "kek_label": batch_spec.hsm.kek_label,
+        "signer_label": batch_spec.hsm.signer_label,
+    }
+    if json_out:
+        typer.echo(json.dumps(summary))
+    else:
+        mode = "UID list" if batch_spec.uids is not None else "count"
+        typer.echo(
+            f"spec {spec}: ok, {batch_spec.count} boards ({mode}), chunks of {batch_spec.chunk_size}, "
+            f"KEK {batch_spec.hsm.kek_label!r} and signer {batch_spec.hsm.signer_label!r} "
+            f"on {batch_spec.hsm.uri}"
+        )
 
 
 @app.command("build")
@@ -126,7 +191,7 @@ def build(
 ) -> None:
     """Build (or resume) a batch: images, manifest, wrapped keys, and the HSM-signed seal."""
     with _errors(json_out):
-        from nusec.otp_batch import build_batch, ensure_batch_keys, load_spec
+        from pki.batch import build_batch, ensure_batch_keys, load_spec
         from pki.hsm.pkcs11 import open_backend
         from pki.hsm.preflight import require as require_role
 
@@ -182,7 +247,7 @@ def verify(
 ) -> None:
     """Verify a batch offline: seal signature, every image and line, the Merkle root."""
     with _errors(json_out):
-        from nusec.otp_batch import OtpBatchError, check_board_key, read_batch_info, verify_batch, verify_one
+        from pki.batch import OtpBatchError, check_board_key, read_batch_info, verify_batch, verify_one
 
         pub = _load_pub(signer_pub)
         result: dict[str, Any] = {"ok": True, "signer_pinned": pub is not None}
@@ -231,7 +296,7 @@ def show(
     """Show a batch's summary, one board's image (fields, entries), or an image file."""
     with _errors(json_out):
         from nucore import otp
-        from nusec.otp_batch import image_proof, read_batch_info, read_image, read_line, read_seal
+        from pki.batch import image_proof, read_batch_info, read_image, read_line, read_seal
 
         out: dict[str, Any]
         if target.is_file():

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nucore import otp
-from nusec.otp_batch.batchdir import CLAIMS_DB, BatchInfo, read_batch, read_image, read_line
-from nusec.otp_batch.errors import OtpBatchError
-from nusec.otp_batch.seal import read_seal
-from nusec.otp_batch.verify import _check_image
+from pki.batch.batchdir import CLAIMS_DB, BatchInfo, read_batch, read_image, read_line
+from pki.batch.errors import OtpBatchError
+from pki.batch.seal import read_seal
+from pki.batch.verify import check_image
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def claim_next_image(batch_dir: Path, uid: bytes) -> ClaimedImage:
         db.execute("BEGIN IMMEDIATE")
         index, already = _choose_index(db, info, uid)
         line = read_line(info, index)
-        image = _check_image(info, read_image(info, index), line, f"image {index}")
+        image = check_image(info, read_image(info, index), line, f"image {index}")
         if not already:
             db.execute(
                 "INSERT INTO claims (idx, uid, claimed_at) VALUES (?, ?, ?)",
@@ -81,7 +81,7 @@ def peek_next_image(batch_dir: Path, uid: bytes) -> ClaimedImage:
     finally:
         db.close()
     line = read_line(info, index)
-    image = _check_image(info, read_image(info, index), line, f"image {index}")
+    image = check_image(info, read_image(info, index), line, f"image {index}")
     return ClaimedImage(info.batch_id.hex(), index, uid, image, line.sb_pub, already)
 
 

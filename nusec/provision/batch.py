@@ -29,7 +29,7 @@ CLAIM_ARTIFACT = "batch_claim.json"
 
 def check_batch_folder(batch_dir: Path | None) -> Path:
     """A batch folder must be a finished, sealed batch before any board is touched."""
-    from nusec.otp_batch import OtpBatchError, read_batch_info, read_seal
+    from pki.batch import OtpBatchError, read_batch_info, read_seal
 
     if batch_dir is None or not batch_dir.is_dir():
         raise UsageError("--mode batch needs --batch DIR (an existing bulk OTP batch folder)")
@@ -52,7 +52,8 @@ class ClaimedImage:
 def claim(batch_dir: Path, uid: bytes, journal: Journal) -> ClaimedImage:
     """This board's image of the batch, claimed once and kept in the journal."""
     from nucore import otp
-    from nusec.otp_batch import OtpBatchError, claim_next_image
+    from nusec.otp_batch import claim_next_image
+    from pki.batch import OtpBatchError
 
     try:
         claimed = claim_next_image(batch_dir, uid)
@@ -102,7 +103,7 @@ def import_key(batch_dir: Path, uid: bytes, journal: Journal, svc: ServiceClient
     """Have the service take over the claimed image's key (unwrapped inside its HSM), so it signs
     this board's firmware with it; its answer must be the image's key."""
     from nucore import otp
-    from nusec.otp_batch import key_import_body
+    from pki.batch import key_import_body
 
     got = claim(batch_dir, uid, journal)
     xy = otp.parse(got.image, check_digest=True).secure_boot_pub
@@ -115,8 +116,8 @@ def import_key(batch_dir: Path, uid: bytes, journal: Journal, svc: ServiceClient
 def peek(batch_dir: Path, uid: bytes) -> ClaimedImage:
     """The image a real run would claim (the claims database is only read), for a dry run."""
     from nucore import otp
-    from nusec.otp_batch import OtpBatchError
     from nusec.otp_batch.claim import peek_next_image
+    from pki.batch import OtpBatchError
 
     try:
         p = peek_next_image(batch_dir, uid)

@@ -228,7 +228,7 @@ class ServiceClient:
 
     def import_secure_boot_key(self, uid: bytes, body: dict[str, Any]) -> SecureBootAnswer:
         """Have the service import a bulk-batch image's key into its HSM for this board (``body``:
-        ``nusec.otp_batch.key_import_body``); answers like ``secure_boot_key``."""
+        ``pki.batch.key_import_body``); answers like ``secure_boot_key``."""
         return self._sb_answer(
             self._post_json(
                 uid, "secure-boot-key-import", f"/boards/{uid.hex().upper()}/secure-boot-key/import", body

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from asn1crypto import algos
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from nucore import NativeError
+from nucore.p256 import signature_to_der
 from nusec.provision.errors import VerificationError
 from pki.ca.csr import assemble_csr, board_csr_info, check_board_csr
 from pki.ecpoint import point_of
@@ -35,9 +36,12 @@ def public_key_from_point(point: bytes) -> ec.EllipticCurvePublicKey:
 
 def raw_to_der_signature(raw: bytes) -> bytes:
     """DER ECDSA-Sig-Value from a raw 64-byte ``r‖s``."""
-    if len(raw) != RAW_SIG_LEN:
-        raise VerificationError(f"board signature must be {RAW_SIG_LEN} bytes (r||s), got {len(raw)}")
-    return bytes(algos.DSASignature.from_p1363(raw).dump())
+    try:
+        return signature_to_der(raw)
+    except NativeError:
+        raise VerificationError(
+            f"board signature must be {RAW_SIG_LEN} bytes (r||s), got {len(raw)}"
+        ) from None
 
 
 def build_info(uid: bytes, auth_pub: ec.EllipticCurvePublicKey) -> bytes:

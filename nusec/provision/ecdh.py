@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from nucore.p256 import signature_to_der
 from nusec.provision.errors import VerificationError
 from pki.keyagreement import KC_LEN, board_digest, server_digest
 
@@ -60,10 +61,8 @@ def _verify_raw(pub_point: bytes, raw_sig: bytes, digest: bytes, what: str) -> N
         key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + pub_point[-64:])
     except ValueError:
         raise VerificationError(f"key for {what} is not a valid P-256 point") from None
-    r = int.from_bytes(raw_sig[:32], "big")
-    s = int.from_bytes(raw_sig[32:], "big")
     try:
-        key.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        key.verify(signature_to_der(raw_sig), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
     except (InvalidSignature, ValueError):
         raise VerificationError(f"{what} does not verify: forged or relayed from another exchange") from None
 

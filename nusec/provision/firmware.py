@@ -1,8 +1,9 @@
 """The signed firmware: check it against the secure-boot key, burn it to flash, verify.
 
-The image is MCUboot's format (docs/firmware-image.md). The desktop checks it itself before
-burning — hash TLV over header and body, KEYHASH of the secure-boot public key, ECDSA-P256
-signature — because a board whose boot ROM refuses its only firmware after the lock is lost.
+The image is MCUboot's format (docs/firmware-image.md), parsed by ``nucore.mcuboot``. The
+desktop checks it itself before burning — hash TLV over header and body, KEYHASH of the
+secure-boot public key, ECDSA-P256 signature — because a board whose boot ROM refuses its only
+firmware after the lock is lost.
 
 Flash is programmed through FMC ISP (PAGE_ERASE, then one PROGRAM per non-blank word) over the
 debugger's memory port, then read back over the bus and compared. A page that already holds the
@@ -12,7 +13,6 @@ image's bytes is left alone, so a resumed run never erases finished work.
 from __future__ import annotations
 
 import hashlib
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,17 +22,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from nucore import mcuboot
 from nusec.provision.errors import ProvisionError, VerificationError
 from nusec.provision.otp_writer import BLANK_WORD, ISPCTL_APUEN, FmcIsp
-
-IMAGE_MAGIC = 0x96F3B83D
-HEADER_FMT = "<IIHHIIBBHII"
-HEADER_SIZE = 32
-TLV_INFO_MAGIC = 0x6907
-TLV_PROT_INFO_MAGIC = 0x6908
-TLV_KEYHASH = 0x01
-TLV_SHA256 = 0x10
-TLV_ECDSA_SIG = 0x22
 
 FLASH_BASE = 0x0010_0000
 FLASH_SIZE = 0x0020_0000
@@ -52,54 +44,30 @@ class ImageInfo:
 
 def verify_mcuboot_image(image: bytes, secure_boot_xy: bytes) -> ImageInfo:
     """Check an MCUboot image against the 64-byte secure-boot public key; ``VerificationError`` if not."""
-    if len(image) < HEADER_SIZE:
-        raise VerificationError("signed firmware is shorter than an MCUboot header")
-    magic, _load, hdr_size, ptlv, img_size, _flags, vmaj, vmin, vrev, vbuild, _ = struct.unpack_from(
-        HEADER_FMT, image, 0
-    )
-    if magic != IMAGE_MAGIC:
-        raise VerificationError("signed firmware is not an MCUboot image (bad magic)")
-    end = hdr_size + img_size
-    if hdr_size < HEADER_SIZE or end > len(image):
-        raise VerificationError("MCUboot header sizes run past the image")
-    pos = end
-    if ptlv:
-        if struct.unpack_from("<HH", image, pos) != (TLV_PROT_INFO_MAGIC, ptlv):
-            raise VerificationError("MCUboot protected TLV area is malformed")
-        pos += ptlv
-    signed_end = pos
-    if pos + 4 > len(image):
-        raise VerificationError("MCUboot TLV area is missing")
-    tmagic, tlen = struct.unpack_from("<HH", image, pos)
-    if tmagic != TLV_INFO_MAGIC or pos + tlen > len(image) or tlen < 4:
-        raise VerificationError("MCUboot TLV area is malformed")
-    tlvs: dict[int, bytes] = {}
-    p = pos + 4
-    while p < pos + tlen:
-        if p + 4 > pos + tlen:
-            raise VerificationError("MCUboot TLV runs past its area")
-        kind, _pad, length = struct.unpack_from("<BBH", image, p)
-        if p + 4 + length > pos + tlen:
-            raise VerificationError("MCUboot TLV runs past its area")
-        tlvs.setdefault(kind, image[p + 4 : p + 4 + length])
-        p += 4 + length
-    digest = hashlib.sha256(image[:signed_end]).digest()
-    if tlvs.get(TLV_SHA256) != digest:
+    try:
+        parsed = mcuboot.parse(image)
+    except mcuboot.McubootError as exc:
+        raise VerificationError(f"signed firmware: {exc}") from None
+    header = parsed.header
+    digest = mcuboot.signed_digest(image, parsed)
+    if parsed.values(mcuboot.TLV_SHA256)[:1] != [digest]:
         raise VerificationError("firmware SHA-256 TLV does not match the image")
     key = _p256(secure_boot_xy)
     spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if TLV_KEYHASH in tlvs and tlvs[TLV_KEYHASH] != hashlib.sha256(spki).digest():
+    keyhash = parsed.values(mcuboot.TLV_KEYHASH)
+    if keyhash and keyhash[0] != hashlib.sha256(spki).digest():
         raise VerificationError("firmware was signed for another secure-boot key (KEYHASH mismatch)")
-    sig = tlvs.get(TLV_ECDSA_SIG)
-    if sig is None:
+    sigs = parsed.values(mcuboot.TLV_ECDSA_SIG)
+    if not sigs:
         raise VerificationError("firmware carries no ECDSA-P256 signature TLV")
+    sig = sigs[0]
     try:
         key.verify(sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
     except (InvalidSignature, ValueError):
         raise VerificationError(
             "firmware signature does not verify with the secure-boot public key"
         ) from None
-    return ImageInfo(len(image), hdr_size, img_size, f"{vmaj}.{vmin}.{vrev}+{vbuild}", digest)
+    return ImageInfo(len(image), header.header_size, header.image_size, header.version_text, digest)
 
 
 def _p256(xy: bytes) -> ec.EllipticCurvePublicKey:

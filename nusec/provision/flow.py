@@ -258,7 +258,7 @@ class BoardRun:
             locks = w.read_locks(entries)
         for n in entries:
             want = image[8 * n : 8 * n + 8]
-            got = have[n][0].to_bytes(4, "little") + have[n][1].to_bytes(4, "little")
+            got = otp.entries_to_bytes([have[n]])
             if got != want or not locks[n]:
                 return False
         return True
@@ -529,7 +529,7 @@ class BoardRun:
         """The raw board-certificate entries of OTP, or None when they are all blank."""
         with board_errors("reading the board certificate area of OTP"):
             words = self.writer().read_entry_words(otp.entries_of(*OTP_CERT_FIELDS))
-        raw = b"".join(a.to_bytes(4, "little") + b.to_bytes(4, "little") for a, b in words.values())
+        raw = otp.entries_to_bytes(words.values())
         return None if raw == b"\xff" * len(raw) else raw
 
     @staticmethod
@@ -550,7 +550,7 @@ class BoardRun:
         with board_errors("reading the ICA certificate back from OTP"):
             w = self.writer()
             words = w.read_entry_words(otp.entries_of("ica_cert"))
-        raw = b"".join(a.to_bytes(4, "little") + b.to_bytes(4, "little") for a, b in words.values())
+        raw = otp.entries_to_bytes(words.values())
         if raw[: len(self.chain().ica_der)] != self.chain().ica_der:
             raise OtpConflict(
                 "the ICA certificate in OTP is not the chain's ICA: refusing to write the board cert"
@@ -628,7 +628,7 @@ class BoardRun:
     def _otp_secure_boot_key(self) -> bytes:
         with board_errors("reading the secure-boot key back from OTP"):
             words = self.writer().read_entry_words(otp.entries_of("secure_boot_pub"))
-        return b"".join(a.to_bytes(4, "little") + b.to_bytes(4, "little") for a, b in words.values())
+        return otp.entries_to_bytes(words.values())
 
     def _step_flash_fw(self) -> results.Flashed:
         signed = self._signed_image()

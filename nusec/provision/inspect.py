@@ -11,7 +11,6 @@ UART channel and, offline, the OTP dump kept in the journal.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from nucore import mcuboot
 from nusec.provision import certs, firmware
 from nusec.provision.errors import BoardUnreachable, ProvisionError
 from nusec.provision.journal import uid_for_probe
@@ -190,12 +190,11 @@ def _inspect_open(res: InspectResult, link: SwdLink, anchor: x509.Certificate | 
     if sb != b"\xff" * 64:
         with board_errors("reading flash"):
             head = firmware.read_flash(link.memory, firmware.FLASH_BASE, 32)
-            if struct.unpack_from("<I", head)[0] == firmware.IMAGE_MAGIC:
-                hdr, img = struct.unpack_from("<HxxI", head, 8)
-                size = min(hdr + img + 0x400, 0x40000)
+            try:
+                size = min(mcuboot.parse_header(head, complete=False).body_end + 0x400, 0x40000)
                 fw = firmware.read_flash(link.memory, firmware.FLASH_BASE, size)
-            else:
-                fw = head
+            except mcuboot.McubootError:
+                fw = head  # verify_mcuboot_image names what is wrong
         try:
             info = firmware.verify_mcuboot_image(fw, sb)
             res.check("firmware in flash verifies with OTP secure-boot key", True, f"v{info.version}")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from nucore.otp import bytes_to_words, words_to_bytes
 from nusec.provision import appendlog
 from nusec.provision.errors import BoardUnreachable, OtpConflict, ProvisionError
 
@@ -174,7 +175,7 @@ class FmcIsp:
     def read_uid(self) -> bytes:
         """The 12-byte board UID: three READ_UID words, little-endian, in order."""
         words = [self.command(CMD_READ_UID, 4 * i) for i in range(3)]
-        return b"".join(w.to_bytes(4, "little") for w in words)
+        return words_to_bytes(words)
 
     def program(self, addr: int, value: int, *, enable: int = 0) -> None:
         self.command(CMD_PROGRAM, addr, value, enable=enable)
@@ -201,10 +202,6 @@ class FmcIsp:
 
     def page_erase(self, addr: int, *, enable: int = ISPCTL_APUEN) -> None:
         self.command(CMD_PAGE_ERASE, addr, enable=enable)
-
-
-def _words(data: bytes) -> list[int]:
-    return [int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4)]
 
 
 @dataclass
@@ -248,7 +245,7 @@ class OtpWriter:
     def read_image(self) -> bytes:
         """All 2048 OTP bytes, word by word through ISP READ."""
         words = [self.isp.read(OTP_BASE + 4 * i) for i in range(OTP_ENTRIES * 2)]
-        return b"".join(w.to_bytes(4, "little") for w in words)
+        return words_to_bytes(words)
 
     # -- the one write path ------------------------------------------------------------------
     def write_entries(self, image: bytes, entries: list[int], *, dry_run: bool = False) -> FieldWrite:
@@ -260,7 +257,7 @@ class OtpWriter:
         if len(image) != OTP_ENTRIES * ENTRY_SIZE:
             raise ProvisionError(f"OTP image must be {OTP_ENTRIES * ENTRY_SIZE} bytes, got {len(image)}")
         result = FieldWrite(entries=list(entries), dry_run=dry_run)
-        want = {n: tuple(_words(image[n * ENTRY_SIZE : (n + 1) * ENTRY_SIZE])) for n in entries}
+        want = {n: tuple(bytes_to_words(image[n * ENTRY_SIZE : (n + 1) * ENTRY_SIZE])) for n in entries}
         have = self.read_entry_words(entries)
         locks = self.read_locks(entries)
         todo: list[tuple[int, int]] = []  # (address, value)

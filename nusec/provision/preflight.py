@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from nucore import mcuboot
 from nusec.provision import certs
 from nusec.provision.errors import UsageError
 
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 
 #: What a raw Cortex-M image must start with (the same rule the service applies, docs/firmware-image.md).
 SP_RANGE = (0x1000_0000, 0x4000_0000)
-MCUBOOT_MAGIC = 0x96F3B83D
-MCUBOOT_HEADER = struct.Struct("<IIHHIIBBHII")
 #: The application slot the firmware runs from (docs/firmware-image.md; ``nusec.provision.firmware``).
 FLASH_BASE = 0x0010_0000
 SLOT_SIZE = 0x0004_0000
@@ -103,7 +102,7 @@ def check_firmware(path: Path, header_size: int = 0x20) -> FirmwareInput:
         raise UsageError(f"--firmware {path}: cannot read it: {exc.strerror or exc}") from None
     if not data:
         raise UsageError(f"--firmware {path} is empty")
-    if len(data) >= 4 and int.from_bytes(data[:4], "little") == MCUBOOT_MAGIC:
+    if mcuboot.is_image(data):
         _check_mcuboot(path, data)
         return FirmwareInput(path, data, "mcuboot")
     if header_size < 32 or header_size % 4:
@@ -113,16 +112,16 @@ def check_firmware(path: Path, header_size: int = 0x20) -> FirmwareInput:
 
 
 def _check_mcuboot(path: Path, data: bytes) -> None:
-    if len(data) < MCUBOOT_HEADER.size:
-        raise UsageError(f"--firmware {path}: MCUboot header is cut short ({len(data)} bytes)")
-    _m, _load, hdr, ptlv, size, flags, *_ = MCUBOOT_HEADER.unpack_from(data)
-    if hdr < MCUBOOT_HEADER.size or hdr % 4 or hdr + size > len(data):
-        raise UsageError(
-            f"--firmware {path}: MCUboot header says {hdr}+{size} bytes but the file has {len(data)}"
-        )
-    if ptlv or flags:
+    try:
+        header = mcuboot.parse_header(data)
+    except mcuboot.McubootError as exc:
+        raise UsageError(f"--firmware {path}: {exc}") from None
+    if header.header_size % 4:
+        size = header.header_size
+        raise UsageError(f"--firmware {path}: MCUboot header size {size} is not a multiple of 4")
+    if header.protected_tlv_size or header.flags:
         raise UsageError(f"--firmware {path}: MCUboot image with protected TLVs or flags is not supported")
-    _check_raw(path, data[hdr : hdr + size], None, SLOT_SIZE)
+    _check_raw(path, data[header.header_size : header.body_end], None, SLOT_SIZE)
 
 
 def _check_raw(path: Path, body: bytes, load_addr: int | None, max_size: int) -> None:

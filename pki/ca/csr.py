@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
 
 from pki.ca.profiles import board_subject, check_uid, uid_from_name
-from pki.ca.signing import ECDSA_WITH_SHA256_DER, _der_length
+from pki.ca.signing import assemble_signed
 from pki.errors import (
     CsrExtensionError,
     CsrKeyTypeError,
@@ -134,6 +134,4 @@ def board_csr_info(uid: bytes, public_key: ec.EllipticCurvePublicKey) -> bytes:
 
 def assemble_csr(info_der: bytes, signature_der: bytes) -> bytes:
     """DER CSR from a CertificationRequestInfo and the board's DER ECDSA signature over it."""
-    bit_string = b"\x03" + _der_length(len(signature_der) + 1) + b"\x00" + signature_der
-    body = info_der + ECDSA_WITH_SHA256_DER + bit_string
-    return b"\x30" + _der_length(len(body)) + body
+    return assemble_signed(info_der, signature_der)

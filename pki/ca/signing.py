@@ -1,4 +1,4 @@
-"""Sign a to-be-signed structure (certificate or CRL) with an HSM key, outside ``cryptography``.
+"""Sign a to-be-signed structure (certificate, CRL or CSR) with an HSM key, outside ``cryptography``.
 
 Why: ``cryptography`` signs only with keys it holds. We let it build and DER-encode the TBS with
 a throwaway key (that copy is what gets linted first), then hash the TBS with SHA-256 here,
@@ -10,29 +10,36 @@ certificate differ only in the signature.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
+from asn1crypto import algos, core
 from cryptography.hazmat.primitives.asymmetric import ec
 
 if TYPE_CHECKING:
     from pki.hsm.backend import KeyBackend
 
-#: DER AlgorithmIdentifier ecdsa-with-SHA256 (1.2.840.10045.4.3.2), parameters absent.
-ECDSA_WITH_SHA256_DER = bytes.fromhex("300a06082a8648ce3d040302")
 
+class _Signed(core.Sequence):  # type: ignore[misc]  # asn1crypto has no types
+    """The outer shape shared by Certificate, CertificateList and CertificationRequest."""
 
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
+    _fields: ClassVar[list[tuple[str, type[core.Asn1Value]]]] = [
+        ("tbs", core.Any),
+        ("signature_algorithm", algos.SignedDigestAlgorithm),
+        ("signature", core.OctetBitString),
+    ]
 
 
 def assemble_signed(tbs_der: bytes, signature_der: bytes) -> bytes:
-    """DER of ``SEQUENCE { tbs, ecdsa-with-SHA256, BIT STRING signature }``."""
-    bit_string = b"\x03" + _der_length(len(signature_der) + 1) + b"\x00" + signature_der
-    body = tbs_der + ECDSA_WITH_SHA256_DER + bit_string
-    return b"\x30" + _der_length(len(body)) + body
+    """DER of ``SEQUENCE { tbs, ecdsa-with-SHA256, BIT STRING signature }`` (asn1crypto encodes
+    it): the one assembly of certificates, CRLs and CSRs."""
+    signed = _Signed(
+        {
+            "tbs": core.Any.load(tbs_der),
+            "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+            "signature": signature_der,
+        }
+    )
+    return bytes(signed.dump())
 
 
 def sign_tbs(backend: KeyBackend, key_label: str, tbs_der: bytes) -> bytes:

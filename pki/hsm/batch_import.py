@@ -7,7 +7,7 @@ token as a short-lived session key (never readable), the board key is unwrapped 
 token key pair, the backend checks it against the expected public key, and the DEK is destroyed.
 The host process only ever handles wrapped bytes and public keys.
 
-This is the one implementation: the batch tools (``nusec.otp_batch``) and the OEM service both
+This is the one implementation: the batch tools (``pki.batch``) and the OEM service both
 call it.
 """
 

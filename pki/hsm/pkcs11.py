@@ -50,6 +50,7 @@ from pkcs11 import KDF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11e
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from nucore.p256 import signature_to_der
 from pki.ecpoint import key_id_of, point_of
 from pki.errors import (
     DuplicateKeyError,
@@ -72,7 +73,6 @@ from pki.hsm.backend import (
     SecretKeyKind,
 )
 from pki.hsm.uri import Pkcs11Uri, parse_pkcs11_uri, resolve_pin, resolve_so_pin
-from pki.signature import raw_to_der
 
 _T = TypeVar("_T")
 
@@ -654,7 +654,7 @@ class Pkcs11Backend:
         return raw
 
     def sign_digest(self, label: str, digest: bytes) -> bytes:
-        return raw_to_der(self.sign_digest_raw(label, digest))
+        return signature_to_der(self.sign_digest_raw(label, digest))
 
     def destroy_keypair(self, label: str) -> None:
         what = f"destroying key pair {label!r}"
@@ -967,7 +967,7 @@ class Pkcs11Backend:
                 probe = secrets.token_bytes(DIGEST_LEN)
                 raw = bytes(priv.sign(probe, mechanism=Mechanism.ECDSA))
                 try:
-                    public_key.verify(raw_to_der(raw), probe, ec.ECDSA(Prehashed(hashes.SHA256())))
+                    public_key.verify(signature_to_der(raw), probe, ec.ECDSA(Prehashed(hashes.SHA256())))
                 except InvalidSignature:
                     raise UnwrapError(
                         f"{what}: the unwrapped key does not match the given public key"

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap_with_padding,
 )
 
+from nucore.p256 import signature_from_der
 from pki.ecpoint import key_id_of
 from pki.errors import DuplicateKeyError, HsmError, KeyNotFoundError, KeyNotWrappableError, UnwrapError
 from pki.hsm.backend import (
@@ -36,7 +37,6 @@ from pki.hsm.backend import (
     SecretKey,
     SecretKeyKind,
 )
-from pki.signature import der_to_raw
 
 
 @dataclass
@@ -120,7 +120,7 @@ class SoftwareBackend:
             return self._pair(label).private.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
 
     def sign_digest_raw(self, label: str, digest: bytes) -> bytes:
-        return der_to_raw(self.sign_digest(label, digest))
+        return signature_from_der(self.sign_digest(label, digest))
 
     def destroy_keypair(self, label: str) -> None:
         with self._lock:

@@ -38,9 +38,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nucore import NativeError
+from nucore.p256 import signature_to_der
 from pki.service.audit import GENESIS_HASH, ChainReport, check_rows
 from pki.service.models import AuditCheckpoint, AuditRow
-from pki.signature import raw_to_der
 
 MESSAGE_PREFIX = b"NuSec-audit-checkpoint-v1\0"
 #: A heartbeat may come this much later than promised (a loaded machine, a long transaction).
@@ -178,8 +179,8 @@ def _signature_ok(cp: dict[str, Any], public_key: ec.EllipticCurvePublicKey) -> 
     try:
         raw = bytes.fromhex(cp["signature"])
         digest = hashlib.sha256(message(cp)).digest()
-        public_key.verify(raw_to_der(raw), digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-    except (InvalidSignature, ValueError, KeyError, TypeError):
+        public_key.verify(signature_to_der(raw), digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    except (InvalidSignature, NativeError, ValueError, KeyError, TypeError):
         return False
     return True
 

@@ -1,9 +1,10 @@
 """MCUboot image signing: wrap a firmware binary in MCUboot's header and TLVs, signed in the HSM.
 
-The format is MCUboot's (``docs/firmware-image.md``), so ``imgtool verify -k pub.pem`` and any
-MCUboot-based boot ROM check our output. The HSM only ever sees the SHA-256 digest of header +
-body; the secure-boot private key never leaves it. Input is checked before anything is signed:
-the service refuses to put its signature on bytes that do not look like a Cortex-M image.
+The format is MCUboot's (``docs/firmware-image.md``; the layout is ``nucore.mcuboot``'s), so
+``imgtool verify -k pub.pem`` and any MCUboot-based boot ROM check our output. The HSM only ever
+sees the SHA-256 digest of header + body; the secure-boot private key never leaves it. Input is
+checked before anything is signed: the service refuses to put its signature on bytes that do not
+look like a Cortex-M image.
 """
 
 from __future__ import annotations
@@ -14,14 +15,9 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-IMAGE_MAGIC = 0x96F3B83D
-IMAGE_HEADER_SIZE = 32
-TLV_INFO_MAGIC = 0x6907
-TLV_PROT_INFO_MAGIC = 0x6908
-TLV_KEYHASH = 0x01
-TLV_SHA256 = 0x10
-TLV_ECDSA_SIG = 0x22
-HEADER_FMT = "<IIHHIIBBHII"  # magic, load_addr, hdr_size, protect_tlv_size, img_size, flags, version, pad
+from nucore import mcuboot
+from nucore.mcuboot import HEADER_SIZE as IMAGE_HEADER_SIZE
+
 # Flags we refuse in an input header: we do not encrypt/compress, and RAM_LOAD/ROM_FIXED need care.
 REFUSED_FLAGS = 0x4 | 0x8 | 0x20 | 0x100 | 0x200 | 0x400 | 0x800
 
@@ -109,58 +105,51 @@ def split_unsigned_image(data: bytes) -> tuple[int, bytes, bytes, ImageVersion]:
 
     Returns (load address, header padding, body, version); the padding (bytes 32..hdr_size,
     0xFF from imgtool) is kept as is, since it is covered by the hash."""
-    if len(data) < IMAGE_HEADER_SIZE:
-        raise FirmwareError("MCUboot image shorter than its 32-byte header")
-    magic, load, hdr_size, ptlv, img_size, flags, vmaj, vmin, vrev, vbuild, _pad = struct.unpack_from(
-        HEADER_FMT, data, 0
-    )
-    if magic != IMAGE_MAGIC:
-        raise FirmwareError("not an MCUboot image (bad magic)")
-    if hdr_size < IMAGE_HEADER_SIZE or hdr_size % 4:
+    try:
+        header = mcuboot.parse_header(data)
+    except mcuboot.McubootError as exc:
+        raise FirmwareError(str(exc)) from None
+    hdr_size, end = header.header_size, header.body_end
+    if hdr_size % 4:
         raise FirmwareError(f"MCUboot header size {hdr_size} is invalid (>= 32, multiple of 4)")
-    if ptlv:
+    if header.protected_tlv_size:
         raise FirmwareError("MCUboot input carries protected TLVs; send an unsigned image")
-    if flags & REFUSED_FLAGS:
+    if header.flags & REFUSED_FLAGS:
         raise FirmwareError(
-            f"MCUboot flags 0x{flags:x} ask for encryption/compression/RAM load: not supported"
+            f"MCUboot flags 0x{header.flags:x} ask for encryption/compression/RAM load: not supported"
         )
-    end = hdr_size + img_size
-    if img_size == 0:
+    if header.image_size == 0:
         raise FirmwareError("MCUboot header's image size is 0")
-    if end > len(data):
-        raise FirmwareError("MCUboot header's image size runs past the end of the input")
-    _check_unsigned_tlvs(data[:end], data[end:])
-    return load, data[IMAGE_HEADER_SIZE:hdr_size], data[hdr_size:end], ImageVersion(vmaj, vmin, vrev, vbuild)
+    _check_unsigned_tlvs(data, end)
+    return (
+        header.load_address,
+        data[IMAGE_HEADER_SIZE:hdr_size],
+        data[hdr_size:end],
+        ImageVersion(*header.version),
+    )
 
 
-def _check_unsigned_tlvs(signed_region: bytes, trailer: bytes) -> None:
+def _check_unsigned_tlvs(data: bytes, end: int) -> None:
     """An unsigned image may end in a TLV area holding only its hash (what ``imgtool create``
     writes without a key); the hash must match. Anything else after the body is refused."""
-    if not trailer:
+    if end == len(data):
         return
-    if len(trailer) < 4:
-        raise FirmwareError("bytes after the MCUboot image body are not a TLV area")
-    magic, total = struct.unpack_from("<HH", trailer, 0)
-    if magic == TLV_PROT_INFO_MAGIC:
+    if data[end : end + 2] == mcuboot.TLV_PROT_INFO_MAGIC.to_bytes(2, "little"):
         raise FirmwareError("MCUboot input carries protected TLVs; send an unsigned image")
-    if magic != TLV_INFO_MAGIC or total != len(trailer):
+    try:
+        records, area_end = mcuboot.parse_tlv_area(data, end, mcuboot.TLV_INFO_MAGIC)
+    except mcuboot.McubootError:
+        area_end = -1
+    if area_end != len(data):
         raise FirmwareError("bytes after the MCUboot image body are not one well-formed TLV area")
-    offset = 4
-    while offset < total:
-        if offset + 4 > total:
-            raise FirmwareError("MCUboot TLV area is truncated")
-        kind, _, length = struct.unpack_from("<BBH", trailer, offset)
-        value = trailer[offset + 4 : offset + 4 + length]
-        if len(value) != length:
-            raise FirmwareError("MCUboot TLV runs past the end of the input")
-        if kind == TLV_SHA256:
-            if value != hashlib.sha256(signed_region).digest():
+    for kind, value in records:
+        if kind == mcuboot.TLV_SHA256:
+            if value != hashlib.sha256(data[:end]).digest():
                 raise FirmwareError("MCUboot SHA256 TLV does not match the image (corrupted input)")
-        elif kind not in (TLV_KEYHASH,):
+        elif kind != mcuboot.TLV_KEYHASH:
             raise FirmwareError(
                 f"MCUboot input carries TLV 0x{kind:02x} (signed or encrypted?); send an unsigned image"
             )
-        offset += 4 + length
 
 
 def sign_image(
@@ -184,7 +173,7 @@ def sign_image(
         raise FirmwareError("firmware is empty")
     if len(firmware) > max_size:
         raise FirmwareError(f"firmware is {len(firmware)} bytes; the limit is {max_size}")
-    if len(firmware) >= 4 and struct.unpack_from("<I", firmware, 0)[0] == IMAGE_MAGIC:
+    if mcuboot.is_image(firmware):
         load_address, padding, body, parsed_version = split_unsigned_image(firmware)
         version = version or parsed_version
     else:
@@ -197,31 +186,20 @@ def sign_image(
     check_cortex_m_vectors(body, (load_address or APP_SLOT_ADDRESS) + IMAGE_HEADER_SIZE + len(padding))
     version = version or ImageVersion(0, 0, 0, 0)
 
-    header = struct.pack(
-        HEADER_FMT,
-        IMAGE_MAGIC,
-        load_address,
-        IMAGE_HEADER_SIZE + len(padding),
-        0,  # no protected TLVs
-        len(body),
-        0,  # flags
-        version.major,
-        version.minor,
-        version.revision,
-        version.build,
-        0,
+    header = mcuboot.encode_header(
+        load_address=load_address,
+        header_size=IMAGE_HEADER_SIZE + len(padding),
+        image_size=len(body),
+        version=(version.major, version.minor, version.revision, version.build),
     )
     signed_region = header + padding + body
     digest = hashlib.sha256(signed_region).digest()
     signature = sign_digest(digest)
-    tlvs = (
-        _tlv(TLV_SHA256, digest)
-        + _tlv(TLV_KEYHASH, hashlib.sha256(public_key_der).digest())
-        + _tlv(TLV_ECDSA_SIG, signature)
+    tlvs = mcuboot.encode_tlv_area(
+        [
+            (mcuboot.TLV_SHA256, digest),
+            (mcuboot.TLV_KEYHASH, hashlib.sha256(public_key_der).digest()),
+            (mcuboot.TLV_ECDSA_SIG, signature),
+        ]
     )
-    tlv_info = struct.pack("<HH", TLV_INFO_MAGIC, 4 + len(tlvs))
-    return SignedImage(signed_region + tlv_info + tlvs, digest, version)
-
-
-def _tlv(kind: int, value: bytes) -> bytes:
-    return struct.pack("<BBH", kind, 0, len(value)) + value
+    return SignedImage(signed_region + tlvs, digest, version)

@@ -69,3 +69,16 @@ def test_the_checker_sees_violations(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("import os\ndef f():\n    from nusec.cli import app\n")
     assert (3, "nusec.cli") in _imports(sample)
+
+
+@pytest.mark.parametrize("fmt", ["nusec-otp-batch/1", "nusec-otp-seal/1"])
+def test_each_batch_format_has_one_owner(fmt: str) -> None:
+    """The batch format names are constants only in ``pki.batch``: the service checks an import with
+    the code that wrote the batch, never a copy of the format."""
+    owners = sorted(
+        str(p.relative_to(ROOT))
+        for folder in ("nucore", "pki", "ceremony", "nusec", "nuboard", "nusim")
+        for p in _files(folder)
+        if any(isinstance(n, ast.Constant) and n.value == fmt for n in ast.walk(ast.parse(p.read_text())))
+    )
+    assert owners and all(o.startswith("pki/batch/") for o in owners), owners

@@ -264,3 +264,19 @@ def test_board_seeds_argument_checks() -> None:
         otp.board_seeds(b"k" * 32, b"", 0, 2, b"u" * 5)
     with pytest.raises(NativeError, match="out of range"):
         otp.board_seeds(b"k" * 32, b"", 2**64 - 1, 2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), max_size=64))
+def test_words_to_bytes_agrees_with_struct(words: list[int]) -> None:
+    """The one OTP words <-> bytes conversion is little-endian 32-bit, as ``struct`` ("<I") says."""
+    data = struct.pack(f"<{len(words)}I", *words)
+    assert otp.words_to_bytes(words) == data
+    assert otp.bytes_to_words(data) == words
+    pairs = list(zip(words[0::2], words[1::2], strict=False))
+    assert otp.entries_to_bytes(pairs) == struct.pack(f"<{2 * len(pairs)}I", *(w for p in pairs for w in p))
+
+
+def test_bytes_to_words_refuses_a_partial_word() -> None:
+    with pytest.raises(NativeError, match="whole 32-bit words, got 5 bytes"):
+        otp.bytes_to_words(b"\0" * 5)

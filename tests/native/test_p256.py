@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+from pathlib import Path
 
 import pytest
+from asn1crypto import algos
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -159,11 +162,34 @@ def test_encodings_round_trip(d: int) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(r=st.integers(min_value=0, max_value=2**256 - 1), s=st.integers(min_value=0, max_value=2**256 - 1))
-def test_der_round_trip_against_cryptography(r: int, s: int) -> None:
+def test_der_round_trip_against_asn1crypto(r: int, s: int) -> None:
+    """The one r||s <-> DER owner (built on cryptography) agrees with an independent encoder,
+    asn1crypto's IEEE P1363 conversion, both ways."""
     raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    der = encode_dss_signature(r, s)
+    der = algos.DSASignature.from_p1363(raw).dump()
     assert p256.signature_to_der(raw) == der
     assert p256.signature_from_der(der) == raw
+
+
+def test_der_of_openssl_signature(tmp_path: Path) -> None:
+    """A signature made by ``openssl dgst -sign`` converts to an r||s that verifies, and back."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "k.pem").write_bytes(pem)
+    (tmp_path / "m").write_bytes(b"message")
+    der = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", str(tmp_path / "k.pem"), str(tmp_path / "m")],
+        check=True,
+        capture_output=True,
+    ).stdout
+    raw = p256.signature_from_der(der)
+    assert p256.signature_to_der(raw) == der
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    p256.PublicKey.from_sec1(point).verify(raw, b"message", encoding="raw")
 
 
 def _decode_or_none(der: bytes) -> tuple[int, int] | None:

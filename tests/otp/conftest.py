@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from nusec.otp_batch import BatchSpec, ensure_batch_keys, load_spec
+from pki.batch import BatchSpec, ensure_batch_keys, load_spec
 from pki.hsm.pkcs11 import Pkcs11Backend
 from pki.hsm.softhsm import SoftHsmToken, softhsm_token
 

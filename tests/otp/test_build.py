@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nucore import otp
-from nusec.otp_batch import (
+from pki.batch import (
     BatchSpec,
     OtpBatchError,
     build_batch,
@@ -24,9 +24,9 @@ from nusec.otp_batch import (
     verify_batch,
     verify_one,
 )
-from nusec.otp_batch.build import _unwrap_secrets
-from nusec.otp_batch.reference import reference_chunk
-from nusec.otp_batch.verify import verify_image_alone
+from pki.batch.build import _unwrap_secrets
+from pki.batch.reference import reference_chunk
+from pki.batch.verify import verify_image_alone
 from pki.errors import UnwrapError
 from pki.hsm.pkcs11 import Pkcs11Backend
 from tests.otp.conftest import SIGNER, SpecMaker

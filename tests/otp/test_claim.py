@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nusec.otp_batch import OtpBatchError, build_batch, claim_next_image, load_spec, verify_one
+from nusec.otp_batch import claim_next_image
+from pki.batch import OtpBatchError, build_batch, load_spec, verify_one
 from pki.hsm.pkcs11 import Pkcs11Backend
 from tests.otp.conftest import SpecMaker
 

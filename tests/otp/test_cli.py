@@ -89,8 +89,8 @@ def test_bad_spec_gives_one_line_error(
     cases = {
         "exactly one of `count` or `uids`": make_spec(uids="u.txt"),
         "ica_cert is not issued": make_spec(ica_cert=str(ca_files / "stray.pem")),
-        "chunk_size must be a power of two": make_spec(chunk_size=3),
-        "unknown key(s) colour": make_spec(colour="red"),
+        "chunk_size: must be a power of two": make_spec(chunk_size=3),
+        "unknown field 'colour'": make_spec(colour="red"),
         "must not carry a PIN": make_spec(
             hsm={"uri": "pkcs11:token=x?pin-value=1234", "kek_label": "a", "signer_label": "b"}
         ),
@@ -155,3 +155,25 @@ def test_killed_build_resumes_to_the_same_batch(
         for name in names:
             assert (out / sub / name).read_bytes() == (ref / sub / name).read_bytes(), f"{sub}/{name}"
     _run(["otp", "verify", str(out), "--no-progress"], token)
+
+
+def test_template_validates_once_its_certificates_exist_and_validate_names_the_field(
+    ca_files: Path, token: SoftHsmToken, tmp_path: Path
+) -> None:
+    """``nusec otp template`` writes the commented spec (never over a file); with root.pem and
+    ica.pem beside it, ``nusec otp validate`` accepts it as-is; a typo is one line naming it."""
+    for name in ("root.pem", "ica.pem"):
+        (tmp_path / name).write_bytes((ca_files / name).read_bytes())
+    spec = tmp_path / "spec.yaml"
+    _run(["otp", "template", "-o", str(spec)], token)
+    again = _run(["otp", "template", "-o", str(spec)], token, check_rc=1)
+    assert again.stderr.strip() == f"error: {spec} already exists; refusing to overwrite it"
+    summary = json.loads(_run(["otp", "validate", str(spec), "--json"], token).stdout.splitlines()[-1])
+    assert summary["ok"] and summary["count"] == 10000 and summary["chunk_size"] == 1024
+    assert summary["kek_label"] == "nusec-batch-kek" and not summary["uid_list"]
+    assert _run(["otp", "template"], token).stdout == spec.read_text()
+
+    spec.write_text(spec.read_text().replace("chunk_size: 1024", "chunk_sise: 1024"))
+    bad = _run(["otp", "validate", str(spec), "--json"], token, check_rc=1)
+    assert bad.stderr.strip() == f"error: spec: {spec}: unknown field 'chunk_sise'"
+    assert json.loads(bad.stdout.splitlines()[-1]) == {"ok": False, "error": bad.stderr.strip()[7:]}

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 
 from nucore import keywrap
-from nusec.otp_batch import OtpBatchError, keygen, load_spec
+from pki.batch import OtpBatchError, keygen, load_spec
 from tests.otp.conftest import SpecMaker
 
 
@@ -72,19 +72,29 @@ def test_wrapped_pkcs8_unwraps_to_the_key() -> None:
 @pytest.mark.parametrize(
     ("over", "match"),
     [
-        ({"count": 0}, "count must be an integer"),
-        ({"count": True}, "count must be an integer"),
-        ({"count": None}, "exactly one of"),
-        ({"layout_version": 2}, "layout_version must be 1"),
-        ({"root_cert": "/nonexistent.pem"}, "cannot read root_cert"),
-        ({"policy": {"secure_boot": True}}, "policy takes only"),
-        ({"hsm": {"uri": "pkcs11:token=x"}}, "hsm needs uri, kek_label and signer_label"),
-        ({"chunk_size": 1000}, "power of two"),
+        ({"count": 0}, r"\.yaml: count: Input should be greater than or equal to 1$"),
+        ({"count": True}, r"\.yaml: count: Input should be a valid integer$"),
+        ({"count": "10"}, r"\.yaml: count: Input should be a valid integer$"),
+        ({"count": None}, r"\.yaml: give exactly one of `count` or `uids`$"),
+        ({"layout_version": 2}, r"\.yaml: layout_version: must be 1$"),
+        ({"root_cert": "/nonexistent.pem"}, r"^spec: cannot read root_cert /nonexistent.pem: "),
+        ({"policy": {"secure_boot": True}}, r"\.yaml: unknown field 'secure_boot' in 'policy'$"),
+        ({"hsm": {"uri": "pkcs11:token=x"}}, r"\.yaml: missing field 'hsm.kek_label'$"),
+        (
+            {"hsm": {"uri": "pkcs11:token=x?pin-value=1", "kek_label": "k", "signer_label": "s"}},
+            r"\.yaml: hsm.uri: the HSM URI must not carry a PIN",
+        ),
+        ({"chunk_size": 1000}, r"\.yaml: chunk_size: must be a power of two, 1..65536$"),
+        ({"chunk_size": 131072}, r"\.yaml: chunk_size: Input should be less than or equal to 65536$"),
+        ({"cuont": 5}, r"\.yaml: unknown field 'cuont'$"),
     ],
 )
-def test_spec_errors(make_spec: SpecMaker, over: dict[str, object], match: str) -> None:
-    with pytest.raises(OtpBatchError, match=match):
+def test_spec_errors_are_one_line_naming_the_field(
+    make_spec: SpecMaker, over: dict[str, object], match: str
+) -> None:
+    with pytest.raises(OtpBatchError, match=match) as info:
         load_spec(make_spec(**over))
+    assert "\n" not in str(info.value)
 
 
 def test_uid_list_errors(make_spec: SpecMaker, tmp_path: Path) -> None:

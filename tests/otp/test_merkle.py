@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nusec.otp_batch import merkle
+from pki import merkle
 
 
 def _leaves(n: int) -> list[bytes]:

@@ -259,3 +259,38 @@ def test_ica_cannot_issue_a_ca_and_a_leaf_cannot_issue(chain: Chain, backend: Pk
     leaf = issue_operator_certificate(chain.ica, info.public_key, name="leaf", role=Role.OPERATOR)
     with pytest.raises(CaError, match="not a CA"):
         issue_board_certificate(Issuer(backend, "leaf", leaf), UID, p256_public())
+
+
+def test_one_signed_assembly_rebuilds_what_cryptography_signs() -> None:
+    """``assemble_signed`` (certificates, CRLs and CSRs alike) rebuilds, byte for byte, the
+    certificate, CRL and CSR that cryptography signs itself: same tbs, same signature."""
+    from cryptography.hazmat.primitives import hashes
+
+    from pki.ca.csr import assemble_csr
+    from pki.ca.signing import assemble_signed
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oracle")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    der = serialization.Encoding.DER
+    assert assemble_signed(cert.tbs_certificate_bytes, cert.signature) == cert.public_bytes(der)
+    assert assemble_signed(crl.tbs_certlist_bytes, crl.signature) == crl.public_bytes(der)
+    assert assemble_csr(csr.tbs_certrequest_bytes, csr.signature) == csr.public_bytes(der)

@@ -9,15 +9,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
-from hypothesis import given
-from hypothesis import strategies as st
 
 from pki.ca.lint import lint_certificate, require_clean_certificate
-from pki.errors import LintError, PinSourceError, Pkcs11UriError, PkiError
+from pki.errors import LintError, PinSourceError, Pkcs11UriError
 from pki.hsm.uri import DEFAULT_MODULE_PATH, Pkcs11Uri, parse_pkcs11_uri, resolve_pin, resolve_so_pin
-from pki.signature import der_to_raw, raw_to_der
 
 # --- URIs ------------------------------------------------------------------------------------
 
@@ -75,30 +71,6 @@ def test_pin_sources(tmp_path: Path) -> None:
         resolve_pin(None, {"NUSEC_HSM_PIN_FILE": str(tmp_path / "empty")})
     assert resolve_so_pin({}) is None
     assert resolve_so_pin({"NUSEC_HSM_SO_PIN": "so"}) == "so"
-
-
-# --- signatures ------------------------------------------------------------------------------
-
-
-@given(st.integers(1, 2**256 - 1), st.integers(1, 2**256 - 1))
-def test_raw_der_round_trip(r: int, s: int) -> None:
-    raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    der = raw_to_der(raw)
-    assert decode_dss_signature(der) == (r, s)
-    assert der_to_raw(der) == raw
-
-
-def test_signature_errors() -> None:
-    with pytest.raises(PkiError):
-        raw_to_der(b"\x00" * 63)
-    with pytest.raises(PkiError):
-        der_to_raw(b"\x30\x00garbage")
-
-
-def test_der_to_raw_of_cryptography_signature() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    der = key.sign(b"m", ec.ECDSA(hashes.SHA256()))
-    key.public_key().verify(raw_to_der(der_to_raw(der)), b"m", ec.ECDSA(hashes.SHA256()))
 
 
 # --- lint ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """``--mode batch`` end to end: simulated boards provisioned from a bulk OTP batch built by
-``nusec.otp_batch`` against the service's own SoftHSM2 token, through the real service (HTTPS, mutual
+``pki.batch`` against the service's own SoftHSM2 token, through the real service (HTTPS, mutual
 TLS), which imports each claimed image's key into its HSM and signs the firmware with it.
 
 Oracles: the batch manifest (public keys) and claims database, the batch images themselves, openssl
@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nucore import otp
-from nusec.otp_batch import ensure_batch_keys, read_batch_info, read_image, read_line
 from nusec.otp_batch.claim import read_claims
 from nusec.provision import client as client_mod
 from nusec.provision import flow, link
@@ -28,6 +27,7 @@ from nusec.provision.otp_writer import ProgramLog
 from nusec.provision.report import BatchClaim, Event, ProvisionResult
 from nusec.provision.steps import STEP_IDS
 from nusim.board import board_uid
+from pki.batch import ensure_batch_keys, read_batch_info, read_image, read_line
 from pki.service.server import ServiceHandle
 from tests.provision import test_flow
 from tests.provision.conftest import FIRMWARE, BoardFile

@@ -9,19 +9,11 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from nucore.p256 import signature_from_der as raw_sig  # the one r||s <-> DER owner
+from nucore.p256 import signature_to_der as der_sig
 from pki.ca import build_board_csr
-
-
-def raw_sig(der: bytes) -> bytes:
-    r, s = decode_dss_signature(der)
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-
-def der_sig(raw: bytes) -> bytes:
-    return encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
 
 
 def aes_block(key: bytes, block: bytes) -> bytes:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from nusec.otp_batch import build_batch, load_spec
+from pki.batch import build_batch, load_spec
 from pki.ca import Issuer, create_root_certificate, issue_ica_certificate
 from pki.hsm import KeyBackend
 from pki.hsm.softhsm import SoftHsmDir, SoftHsmToken

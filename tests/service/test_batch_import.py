@@ -1,5 +1,5 @@
 """POST /v1/boards/{uid}/secure-boot-key/import over HTTPS/mTLS against the real service, with bulk OTP
-batches built by ``nusec.otp_batch`` against the service's own SoftHSM2 token (batch KEK and seal
+batches built by ``pki.batch`` against the service's own SoftHSM2 token (batch KEK and seal
 signer live there). Oracles: the batch manifest's public keys, imgtool, a board modelled with
 ``cryptography`` (tests/service/board.py), and the audit chain."""
 
@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from nusec.otp_batch import (
+from pki import merkle
+from pki.batch import (
     ensure_batch_keys,
     key_import_body,
     read_batch_info,
     read_line,
 )
-from pki import merkle
 from pki.service.server import ServiceHandle
 from tests.service.board import Board
 from tests.service.client import ServiceClient

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from nuboard.keyslots import IDENTITY_SLOT
+from nucore.p256 import signature_from_der as raw_sig  # the one r||s <-> DER owner
+from nucore.p256 import signature_to_der as der_sig
 from nusec.board.channel import EcdhOffer
 from nusim import fmc, keystore, memmap
 from nusim.board import Board
@@ -92,15 +93,6 @@ def make_identity_key(board: Board) -> ec.EllipticCurvePublicKey:
     assert slot == IDENTITY_SLOT
     x, y = eng.public(keystore.MEM_OTP, slot)
     return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
-
-
-def raw_sig(der: bytes) -> bytes:
-    r, s = decode_dss_signature(der)
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-
-def der_sig(raw: bytes) -> bytes:
-    return encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
 
 
 def aes256_ecb(key: bytes, block: bytes) -> bytes:

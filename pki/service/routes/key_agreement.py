@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nucore import NativeError
+from nucore.p256 import signature_to_der
 from pki import keyagreement
-from pki.errors import PkiError
 from pki.service import audit
 from pki.service.auth import Principal
 from pki.service.board_states import Op
@@ -49,7 +50,6 @@ from pki.service.schemas import (
     KeyConfirmRequest,
     KeyConfirmResponse,
 )
-from pki.signature import raw_to_der
 
 router = resource_router()
 
@@ -109,11 +109,11 @@ def _key_agreement(
     assert isinstance(identity, ec.EllipticCurvePublicKey)
     try:
         identity.verify(
-            raw_to_der(bytes.fromhex(body.board_sig)),
+            signature_to_der(bytes.fromhex(body.board_sig)),
             keyagreement.board_message(raw_uid, board_eph),
             ec.ECDSA(hashes.SHA256()),
         )
-    except (InvalidSignature, PkiError):
+    except (InvalidSignature, NativeError):
         raise Problem(
             422,
             "bad-board-signature",

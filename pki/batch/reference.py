@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
-from nusec.otp_batch.batchdir import BatchInfo, write_atomic
-from nusec.otp_batch.keygen import PKCS8_PREFIX, SEED_INFO, scalar_from_seed
+from pki.batch.batchdir import BatchInfo, write_atomic
+from pki.batch.keygen import PKCS8_PREFIX, SEED_INFO, scalar_from_seed
 
 
 def reference_image(info: BatchInfo, sb_xy: bytes, uid: bytes) -> bytes:

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from nusec.otp_batch.batchdir import read_batch, read_line
-from nusec.otp_batch.errors import OtpBatchError
+from pki.batch.batchdir import read_batch, read_line
+from pki.batch.errors import OtpBatchError
 from pki.errors import KeyNotFoundError
 from pki.hsm import KeyBackend, KeyPairInfo
 from pki.hsm.batch_import import import_batch_key

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from nucore import otp
-from nusec.otp_batch.errors import OtpBatchError
-from nusec.otp_batch.manifest import ManifestLine
-from nusec.otp_batch.spec import SharedMaterial
 from pki import files
+from pki.batch.errors import OtpBatchError
+from pki.batch.manifest import ManifestLine
+from pki.batch.spec import SharedMaterial
 
 FORMAT = "nusec-otp-batch/1"
 BATCH_JSON = "batch.json"
@@ -104,9 +104,20 @@ def read_batch(root: Path) -> BatchInfo:
     """Read ``batch.json`` with a clear error for anything missing or malformed."""
     path = root / BATCH_JSON
     try:
-        d = json.loads(path.read_bytes())
-        if d.get("format") != FORMAT:
-            raise OtpBatchError(f"batch: {path} is not a {FORMAT} file")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise OtpBatchError(f"batch: {root} has no {BATCH_JSON} (not a batch folder)") from None
+    return parse_batch(raw, root, str(path))
+
+
+def parse_batch(raw: bytes, root: Path, where: str) -> BatchInfo:
+    """``batch.json``'s bytes as a ``BatchInfo`` (the OEM service parses an import with this too)."""
+    try:
+        d = json.loads(raw)
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise OtpBatchError(f"batch: {where} is not a {FORMAT} file")
+        if any(type(d[key]) is not int for key in ("count", "chunk_size")):
+            raise ValueError
         info = BatchInfo(
             root=root,
             batch_id=bytes.fromhex(d["batch_id"]),
@@ -120,12 +131,10 @@ def read_batch(root: Path) -> BatchInfo:
             wrapped_seed=bytes.fromhex(d["wrapped_seed"]),
             wrapped_dek=bytes.fromhex(d["wrapped_dek"]),
         )
-    except FileNotFoundError:
-        raise OtpBatchError(f"batch: {root} has no {BATCH_JSON} (not a batch folder)") from None
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise OtpBatchError(f"batch: {path} is malformed") from None
+        raise OtpBatchError(f"batch: {where} is malformed") from None
     if info.count < 1 or info.chunk_size < 1 or info.chunk_size & (info.chunk_size - 1):
-        raise OtpBatchError(f"batch: {path} has an invalid count or chunk size")
+        raise OtpBatchError(f"batch: {where} has an invalid count or chunk size")
     return info
 
 

@@ -1,17 +1,10 @@
 """The batch spec: what to build, validated completely before any HSM action or file write.
 
-A spec is a small YAML (or JSON) file; paths inside it are relative to the file::
-
-    count: 10000                 # or  uids: uids.txt  (one 24-hex-digit board UID per line)
-    layout_version: 1
-    root_cert: root.pem          # RootCA certificate (PEM or DER), P-256
-    ica_cert: ica.pem            # ICA certificate, issued by the RootCA, at most 768 B DER
-    policy: {secure_boot_required: true, debug_lock_on_seal: true}
-    hsm:
-      uri: "pkcs11:token=nusec-oem"   # PIN from NUSEC_HSM_PIN / pin-source, never in the spec
-      kek_label: otp-batch-kek        # non-extractable AES-256 KEK on that token
-      signer_label: otp-batch-signer  # P-256 key that signs the batch's Merkle root
-    chunk_size: 1024             # boards per work unit / file (a power of two)
+A spec is a small YAML (or JSON) file; paths inside it are relative to the file. ``SpecFile`` is
+its strict pydantic schema (unknown keys refused, no silent coercion, errors one line naming the
+field); ``load_spec`` then reads the certificates and the UID list and checks the chain, so
+``nusec otp validate`` proves everything ``nusec otp build`` needs short of the HSM. ``TEMPLATE``
+(``nusec otp template``) is the commented example.
 """
 
 from __future__ import annotations
@@ -20,17 +13,95 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nucore import otp
-from nusec.otp_batch.errors import OtpBatchError
+from pki.batch.errors import OtpBatchError
+from pki.configs import LaxPath, one_line
 
 MAX_COUNT = 10_000_000
+MAX_CHUNK = 65536
+
+TEMPLATE = """\
+# NuSec bulk OTP batch spec (docs/otp-batch.md). Check it with `nusec otp validate FILE`.
+# Paths are relative to this file. Give exactly one of `count` or `uids`.
+count: 10000                      # boards in the batch (1..10000000); images carry a blank UID
+# uids: uids.txt                  # or: one 24-hex-digit board UID per line (images made per UID)
+layout_version: 1                 # the OTP image layout (docs/otp-layout.md)
+root_cert: root.pem               # RootCA certificate (PEM or DER), P-256
+ica_cert: ica.pem                 # ICA certificate, issued by the RootCA, at most 768 B DER
+policy:
+  secure_boot_required: true      # the boot ROM refuses unsigned firmware
+  debug_lock_on_seal: true        # sealing the board also locks debug
+hsm:
+  uri: "pkcs11:token=nusec-issuing"   # PIN from NUSEC_HSM_PIN / pin-source, never in the spec
+  kek_label: nusec-batch-kek          # non-extractable AES-256 KEK on that token
+  signer_label: nusec-batch-seal      # P-256 key that signs the batch's Merkle root
+chunk_size: 1024                  # boards per work unit / file (a power of two, 1..65536)
+"""
+
+
+class _Strict(BaseModel):
+    """Every section refuses unknown fields and never coerces types silently."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PolicySection(_Strict):
+    secure_boot_required: bool = True
+    debug_lock_on_seal: bool = True
+
+
+class HsmSection(_Strict):
+    uri: Annotated[str, Field(min_length=1)]
+    kek_label: Annotated[str, Field(min_length=1)]
+    signer_label: Annotated[str, Field(min_length=1)]
+
+    @field_validator("uri")
+    @classmethod
+    def _no_pin(cls, uri: str) -> str:
+        if "pin-value" in uri:
+            raise ValueError("the HSM URI must not carry a PIN (use NUSEC_HSM_PIN or pin-source)")
+        return uri
+
+
+class SpecFile(_Strict):
+    """The spec file's schema, as written (paths not yet read)."""
+
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    uids: LaxPath | None = None
+    layout_version: int = otp.LAYOUT_VERSION
+    root_cert: LaxPath
+    ica_cert: LaxPath
+    policy: PolicySection | None = None
+    hsm: HsmSection
+    chunk_size: Annotated[int, Field(ge=1, le=MAX_CHUNK)] = 1024
+
+    @field_validator("layout_version")
+    @classmethod
+    def _layout(cls, version: int) -> int:
+        if version != otp.LAYOUT_VERSION:
+            raise ValueError(f"must be {otp.LAYOUT_VERSION}")
+        return version
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _power_of_two(cls, chunk: int) -> int:
+        if chunk & (chunk - 1):
+            raise ValueError(f"must be a power of two, 1..{MAX_CHUNK}")
+        return chunk
+
+    @model_validator(mode="after")
+    def _count_or_uids(self) -> SpecFile:
+        if (self.count is None) == (self.uids is None):
+            raise ValueError("give exactly one of `count` or `uids`")
+        return self
 
 
 @dataclass(frozen=True)
@@ -139,7 +210,7 @@ def _parse_uids(path: Path) -> tuple[bytes, ...]:
 
 
 def load_spec(path: Path) -> BatchSpec:
-    """Read and fully validate a spec (certificates, chain, sizes, HSM labels)."""
+    """Read and fully validate a spec (schema, certificates, chain, sizes, UID list)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -148,27 +219,22 @@ def load_spec(path: Path) -> BatchSpec:
         raise OtpBatchError(f"spec: {path} is not valid YAML/JSON") from None
     if not isinstance(raw, dict):
         raise OtpBatchError(f"spec: {path} must be a mapping")
-    return spec_from_dict(raw, path.parent)
+    return spec_from_dict(raw, path.parent, str(path))
 
 
-def spec_from_dict(raw: dict[str, Any], base: Path) -> BatchSpec:
-    known = {"count", "uids", "layout_version", "root_cert", "ica_cert", "policy", "hsm", "chunk_size"}
-    unknown = set(raw) - known
-    if unknown:
-        raise OtpBatchError(f"spec: unknown key(s) {', '.join(sorted(unknown))}")
-    if ("count" in raw) == ("uids" in raw):
-        raise OtpBatchError("spec: give exactly one of `count` or `uids`")
-    uids = _parse_uids(base / str(raw["uids"])) if "uids" in raw else None
-    count = len(uids) if uids is not None else raw["count"]
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
-        raise OtpBatchError(f"spec: count must be an integer 1..{MAX_COUNT}")
-    if raw.get("layout_version", 1) != otp.LAYOUT_VERSION:
-        raise OtpBatchError(f"spec: layout_version must be {otp.LAYOUT_VERSION}")
-    for key in ("root_cert", "ica_cert"):
-        if not isinstance(raw.get(key), str):
-            raise OtpBatchError(f"spec: `{key}` (a certificate file) is required")
-    root = _load_cert(base / raw["root_cert"], "root_cert")
-    ica = _load_cert(base / raw["ica_cert"], "ica_cert")
+def spec_from_dict(raw: dict[str, Any], base: Path, where: str = "spec") -> BatchSpec:
+    """Validate a spec's mapping (``where`` names it in errors); paths are relative to ``base``."""
+    try:
+        spec = SpecFile.model_validate(raw)
+    except ValidationError as exc:
+        raise OtpBatchError(f"spec: {where}: {one_line(exc)}") from None
+    uids = _parse_uids(base / spec.uids) if spec.uids is not None else None
+    count = len(uids) if uids is not None else spec.count
+    assert count is not None  # the schema has exactly one of count and uids
+    if not 1 <= count <= MAX_COUNT:
+        raise OtpBatchError(f"spec: {where}: uids: the list must hold 1..{MAX_COUNT} boards")
+    root = _load_cert(base / spec.root_cert, "root_cert")
+    ica = _load_cert(base / spec.ica_cert, "ica_cert")
     try:
         ica.verify_directly_issued_by(root)
     except (ValueError, TypeError, Exception):  # InvalidSignature has no common base
@@ -177,22 +243,10 @@ def spec_from_dict(raw: dict[str, Any], base: Path) -> BatchSpec:
     if len(ica_der) > otp.CERT_MAX:
         raise OtpBatchError(f"spec: ica_cert is {len(ica_der)} B DER; the OTP area holds {otp.CERT_MAX}")
     _xy(ica, "ica_cert")
-    pol = raw.get("policy", {}) or {}
-    if not isinstance(pol, dict) or set(pol) - {"secure_boot_required", "debug_lock_on_seal"}:
-        raise OtpBatchError("spec: policy takes only secure_boot_required and debug_lock_on_seal")
-    policy = (otp.OtpPolicy.SECURE_BOOT_REQUIRED if pol.get("secure_boot_required", True) else 0) | (
-        otp.OtpPolicy.DEBUG_LOCK_ON_SEAL if pol.get("debug_lock_on_seal", True) else 0
+    pol = spec.policy or PolicySection()
+    policy = (otp.OtpPolicy.SECURE_BOOT_REQUIRED if pol.secure_boot_required else 0) | (
+        otp.OtpPolicy.DEBUG_LOCK_ON_SEAL if pol.debug_lock_on_seal else 0
     )
-    hsm = raw.get("hsm")
-    if not isinstance(hsm, dict) or not all(
-        isinstance(hsm.get(k), str) and hsm[k] for k in ("uri", "kek_label", "signer_label")
-    ):
-        raise OtpBatchError("spec: hsm needs uri, kek_label and signer_label")
-    if "pin-value" in hsm["uri"]:
-        raise OtpBatchError("spec: the HSM URI must not carry a PIN (use NUSEC_HSM_PIN or pin-source)")
-    chunk = raw.get("chunk_size", 1024)
-    if not isinstance(chunk, int) or chunk < 1 or chunk > 65536 or chunk & (chunk - 1):
-        raise OtpBatchError("spec: chunk_size must be a power of two, 1..65536")
     shared = SharedMaterial(
         root_pub=_xy(root, "root_cert"),
         root_cert_sha256=hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).digest(),
@@ -206,6 +260,6 @@ def spec_from_dict(raw: dict[str, Any], base: Path) -> BatchSpec:
         uids=uids,
         layout_version=otp.LAYOUT_VERSION,
         shared=shared,
-        hsm=HsmRefs(hsm["uri"], hsm["kek_label"], hsm["signer_label"]),
-        chunk_size=chunk,
+        hsm=HsmRefs(spec.hsm.uri, spec.hsm.kek_label, spec.hsm.signer_label),
+        chunk_size=spec.chunk_size,
     )

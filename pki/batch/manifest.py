@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from nusec.otp_batch.errors import OtpBatchError
+from pki.batch.errors import OtpBatchError
 
 _KEYS = ("i", "otp_digest", "sb_pub", "uid", "wrapped_key")
 

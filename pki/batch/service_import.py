@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nusec.otp_batch.batchdir import BATCH_JSON
-from nusec.otp_batch.verify import image_proof
+from pki.batch.batchdir import BATCH_JSON
+from pki.batch.verify import image_proof
 
 
 def key_import_body(batch_dir: Path, index: int) -> dict[str, Any]:

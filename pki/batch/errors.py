@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pki.errors import PkiError
 
-class OtpBatchError(Exception):
+
+class OtpBatchError(PkiError):
     """A batch spec, batch folder, image or claim was rejected; ``str()`` is safe to print."""

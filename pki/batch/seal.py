@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from nusec.otp_batch import merkle
-from nusec.otp_batch.batchdir import BATCH_JSON, SEAL_JSON, BatchInfo, read_chunk_lines, write_atomic
-from nusec.otp_batch.errors import OtpBatchError
+from pki import merkle
+from pki.batch.batchdir import BATCH_JSON, SEAL_JSON, BatchInfo, read_chunk_lines, write_atomic
+from pki.batch.errors import OtpBatchError
 
 SEAL_FORMAT = "nusec-otp-seal/1"
 
@@ -57,7 +57,9 @@ def statement_digest(statement: dict[str, Any]) -> bytes:
 
 
 def chunk_roots(info: BatchInfo) -> Iterator[bytes]:
-    """Merkle root of each chunk's lines, one chunk in memory at a time."""
+    """Merkle root of each chunk's lines, one chunk in memory at a time. With a power-of-two chunk
+    size every full chunk is a complete subtree, so the batch root is the tree over these roots:
+    workers hash their own chunk and nothing ever holds all leaves."""
     for c in range(info.chunks):
         yield merkle.root([merkle.leaf_hash(line) for line in read_chunk_lines(info, c)])
 

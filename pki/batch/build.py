@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nucore import keywrap, otp
-from nusec.otp_batch import keygen, merkle
-from nusec.otp_batch.batchdir import UIDS_BIN, BatchInfo, read_batch, write_atomic
-from nusec.otp_batch.errors import OtpBatchError
-from nusec.otp_batch.manifest import encode_line
-from nusec.otp_batch.seal import Seal, chunk_roots, make_statement, read_seal, statement_digest, write_seal
-from nusec.otp_batch.spec import BatchSpec
+from pki import merkle
+from pki.batch import keygen
+from pki.batch.batchdir import UIDS_BIN, BatchInfo, read_batch, write_atomic
+from pki.batch.errors import OtpBatchError
+from pki.batch.manifest import encode_line
+from pki.batch.seal import Seal, chunk_roots, make_statement, read_seal, statement_digest, write_seal
+from pki.batch.spec import BatchSpec
 from pki.hsm import KeyBackend
 
 #: progress callback: (boards done so far, total boards)

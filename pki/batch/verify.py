@@ -20,8 +20,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nucore import otp
-from nusec.otp_batch import merkle
-from nusec.otp_batch.batchdir import (
+from pki import merkle
+from pki.batch.batchdir import (
     BATCH_JSON,
     BatchInfo,
     read_batch,
@@ -29,9 +29,9 @@ from nusec.otp_batch.batchdir import (
     read_image,
     read_line,
 )
-from nusec.otp_batch.errors import OtpBatchError
-from nusec.otp_batch.manifest import ManifestLine
-from nusec.otp_batch.seal import Seal, chunk_roots, read_seal
+from pki.batch.errors import OtpBatchError
+from pki.batch.manifest import ManifestLine
+from pki.batch.seal import Seal, chunk_roots, read_seal
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class VerifyReport:
     signer_pinned: bool
 
 
-def _check_image(info: BatchInfo, raw: bytes, line: ManifestLine, where: str) -> otp.OtpImage:
+def check_image(info: BatchInfo, raw: bytes, line: ManifestLine, where: str) -> otp.OtpImage:
     try:
         img = otp.parse(raw)
     except otp.OtpError as exc:
@@ -117,7 +117,7 @@ def verify_batch(
             line = ManifestLine.decode(raw_line, f"line {k + 1} of {name}")
             if line.index != i or line.uid != (uids[k] if uids is not None else None):
                 raise OtpBatchError(f"manifest: line {k + 1} of {name} has the wrong index or UID")
-            _check_image(info, images[k * otp.IMAGE_SIZE : (k + 1) * otp.IMAGE_SIZE], line, f"image {i}")
+            check_image(info, images[k * otp.IMAGE_SIZE : (k + 1) * otp.IMAGE_SIZE], line, f"image {i}")
         roots.append(merkle.root([merkle.leaf_hash(raw) for raw in lines]))
         if progress:
             progress(c * info.chunk_size + n, info.count)
@@ -173,7 +173,7 @@ def verify_image_alone(
     got = merkle.root_from_proof(merkle.leaf_hash(proof.line), proof.index, int(st["count"]), proof.path)
     if got != proof.seal.merkle_root:
         raise OtpBatchError("proof: the line is not under the signed Merkle root")
-    return _check_image(shared_info, image, line, f"image {proof.index}")
+    return check_image(shared_info, image, line, f"image {proof.index}")
 
 
 def verify_one(
