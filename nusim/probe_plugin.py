@@ -21,6 +21,7 @@ from pyocd.probe.debug_probe import DebugProbe
 from nusim import target
 from nusim.board import Board, BusFault, LinkDown
 from nusim.nvstate import default_sim_dir, valid_board_name
+from nusim.wire import Wire
 
 if TYPE_CHECKING:
     from pyocd.board.board import Board as PyocdBoard
@@ -127,6 +128,7 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
         self._ap_csw = 0x2300_0052
         self._mem = SimMemoryInterface(self)
         self._access = threading.RLock()
+        self.wire = Wire()  # what crossed the wire (docs/sim-board.md, "Wire accounting")
 
     # -- description --------------------------------------------------------------------------
     @property
@@ -191,10 +193,10 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
         self._connected = False
 
     def set_clock(self, frequency: float) -> None:
-        return None
+        self.wire.swclk_hz = float(frequency)
 
     def swj_sequence(self, length: int, bits: int) -> None:
-        return None
+        self.wire.sequence(length)
 
     def reset(self) -> None:
         self.transfer(lambda b: b.debug.system_reset())
@@ -238,6 +240,7 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
             return 0
 
         value = self.transfer(rd)
+        self.wire.single("R DP")
         return value if now else (lambda: value)
 
     def write_dp(self, addr: int, data: int) -> None:
@@ -247,6 +250,7 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
                 self._ctrl_stat = data & 0xF000_0F00
 
         self.transfer(wr)
+        self.wire.single("W DP")
 
     def read_ap(self, addr: int, now: bool = True) -> int | Callable[[], int]:
         def rd(board: Board) -> int:
@@ -258,6 +262,7 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
             return {AP_IDR: AHB5_AP_IDR, AP_BASE: 0xE00F_F003, AP_CFG: 0, AP_CSW: csw}.get(reg, 0)
 
         value = self.transfer(rd)
+        self.wire.single("R AP", posted_read=True)
         return value if now else (lambda: value)
 
     def write_ap(self, addr: int, data: int) -> None:
@@ -267,6 +272,7 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
                 self._ap_csw = data & ~CSW_SDEVICEEN  # read-only: the authentication signal
 
         self.transfer(wr)
+        self.wire.single("W DP")
 
     def read_ap_multiple(self, addr: int, count: int = 1, now: bool = True) -> Any:
         values = [self.read_ap(addr, now=True) for _ in range(count)]
