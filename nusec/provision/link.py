@@ -1,10 +1,12 @@
 """The desktop's two links to one board: the debugger (pyocd, SWD) and, after the lock, the board
 firmware's command channel (UART).
 
-Everything goes through pyocd with the probe's unique id (``sim:b1`` reaches the simulated board
-through its pyocd probe plugin exactly as a real Nu-Link reaches silicon). ``CountingMemory``
-wraps the pyocd target to count the bytes moved over the probe, per step, for the progress
-display and ``bench/provision.py``; it adds nothing else.
+The debugger goes through pyocd with the probe's unique id: ``sim:b1`` reaches the simulated
+board through its pyocd probe-plugin entry point, and pyocd's MEM-AP code does every access, as
+with a CMSIS-DAP probe on silicon. The firmware channel is a serial port opened with pyserial: a
+real board's, or the loopback URL a simulated board's probe reports; nothing here imports the
+simulator. ``CountingMemory`` wraps the pyocd target to count the data bytes the flow moves, per
+step, for the progress display; what crossed the wire is the probe's to count.
 """
 
 from __future__ import annotations

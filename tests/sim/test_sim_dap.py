@@ -13,6 +13,7 @@ from pyocd.coresight import ap as pyocd_ap
 from pyocd.coresight import dap as pyocd_dap
 from pyocd.probe.aggregator import DebugProbeAggregator
 
+from nuboard import protocol
 from nusim import dap, memmap, sau, wire
 from nusim.probe_plugin import SimProbe
 
@@ -225,3 +226,46 @@ def test_a_locked_link_drop_is_probe_disconnected(session: Session) -> None:
     probe.board.link_down = True
     with pytest.raises(exceptions.ProbeDisconnected):
         session.target.read32(SRAM)
+
+
+def test_dp_banks_and_banked_data_registers(session: Session) -> None:
+    probe = session.probe
+    probe.write_dp(pyocd_dap.DP_SELECT, 2)  # DPBANKSEL 2: TARGETID
+    assert probe.read_dp(pyocd_dap.DP_CTRL_STAT) == dap.TARGETID_VALUE
+    probe.write_dp(pyocd_dap.DP_SELECT, 0)
+    assert probe.read_dp(pyocd_dap.DP_CTRL_STAT) & dap.CDBGPWRUPACK
+    session.target.write_memory_block32(SRAM + 0x10, [0xA0, 0xA1, 0xA2, 0xA3])
+    probe.write_ap(pyocd_ap.MEM_AP_CSW, dap.CSW_RESET)
+    probe.write_ap(pyocd_ap.MEM_AP_TAR, SRAM + 0x18)
+    probe.write_dp(pyocd_dap.DP_SELECT, 0x10)  # APBANKSEL 1: BD0-BD3 at A[3:2]
+    assert [probe.read_ap(0x0), probe.read_ap(0xC)] == [0xA0, 0xA3]
+    probe.write_dp(pyocd_dap.DP_SELECT, 0)
+    assert probe.read_ap(pyocd_ap.MEM_AP_TAR) == SRAM + 0x18  # no increment through BDn
+
+
+def test_an_ap_access_without_debug_power_faults(session: Session) -> None:
+    probe = session.probe
+    probe.write_dp(pyocd_dap.DP_CTRL_STAT, 0)
+    with pytest.raises(exceptions.TransferFaultError):
+        probe.read_ap(pyocd_ap.MEM_AP_CSW)
+    probe.write_dp(pyocd_dap.DP_CTRL_STAT, dap.CDBGPWRUPREQ | dap.CSYSPWRUPREQ)
+    assert probe.read_ap(pyocd_ap.MEM_AP_CSW) & dap.CSW_DEVICEEN
+
+
+def test_the_probe_serves_uart0_as_a_pyserial_url_without_stale_bytes(session: Session) -> None:
+    """A fresh part's ROM refused to boot at power-on and said so on UART0 before anyone listened;
+    the port opened later hears only answers to what it sends (here BOOT_FAIL, NO_ROTPK)."""
+    import serial
+
+    probe = session.probe
+    assert isinstance(probe, SimProbe)
+    url = probe.uart_url
+    assert url.startswith("socket://127.0.0.1:") and probe.uart_url == url
+    port = serial.serial_for_url(url, timeout=0.3)
+    try:
+        assert port.read(64) == b""
+        port.write(protocol.encode(protocol.Command.UID))
+        reply = port.read(len(protocol.boot_fail_frame(protocol.BootFailReason.NO_ROTPK)))
+        assert reply == protocol.boot_fail_frame(protocol.BootFailReason.NO_ROTPK)
+    finally:
+        port.close()
