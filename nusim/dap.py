@@ -190,25 +190,35 @@ class Dap:
         return name
 
     def _ap_prologue(self, what: str) -> None:
-        self._check_sticky(what)
-        if not self.ctrl_stat & CDBGPWRUPREQ:
+        if not self.ctrl_stat & CDBGPWRUPREQ or self.ctrl_stat & STICKY:
+            self._check_sticky(what)
             self.wire.faults += 1
             raise Ack("FAULT", f"{what}: debug power domain is off (CTRL/STAT.CDBGPWRUPREQ = 0)")
-        self._ap_ready()
+        if self._stall > 0 or self.stalled:
+            self._ap_ready()
 
     def read_ap(self, addr: int) -> int:
-        apsel, reg = self._ap_reg(addr)
+        apsel, reg = self.select >> 24, (self.select & 0xF0) | (addr & 0xC)
         self.wire.single(self._ap_name("R", apsel, reg), posted_read=True)
         self._ap_prologue("AP read")
-        value = self._read_ap_reg(apsel, reg) if apsel == 0 else 0  # no AP there: IDR reads 0
+        if apsel != 0:
+            value = 0  # no AP there: IDR reads 0
+        elif reg == DRW:
+            value = self._drw_read()
+        else:
+            value = self._read_ap_reg(apsel, reg)
         self.rdbuff = value
         return value
 
     def write_ap(self, addr: int, data: int) -> None:
-        apsel, reg = self._ap_reg(addr)
+        apsel, reg = self.select >> 24, (self.select & 0xF0) | (addr & 0xC)
         self.wire.single(self._ap_name("W", apsel, reg))
         self._ap_prologue("AP write")
-        if apsel == 0:
+        if apsel != 0:
+            return
+        if reg == TAR:
+            self.tar = data & 0xFFFF_FFFF
+        else:
             self._write_ap_reg(reg, data & 0xFFFF_FFFF)
 
     def read_ap_multiple(self, addr: int, count: int) -> list[int]:

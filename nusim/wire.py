@@ -70,11 +70,14 @@ class Wire:
 
     def single(self, name: str, *, posted_read: bool = False) -> None:
         """One DP/AP transfer (``posted_read``: an AP read, whose data comes with a RDBUFF read)."""
-        packets = 2 if posted_read else 1
         self.transfers += 1
         self.bytes += REQUEST_BYTES + WORD_BYTES
-        self.packets += packets
-        self.swd_bits += packets * (PACKET_BITS + IDLE_CYCLES)
+        if posted_read:
+            self.packets += 2
+            self.swd_bits += 2 * (PACKET_BITS + IDLE_CYCLES)
+        else:
+            self.packets += 1
+            self.swd_bits += PACKET_BITS + IDLE_CYCLES
         self.registers[name] += 1
 
     def block(self, name: str, words: int, *, posted_read: bool = False) -> None:
