@@ -49,13 +49,10 @@ T = TypeVar("T")
 
 
 def _board_call(fn: Callable[[], T]) -> T:
-    """Run a board access and translate its errors into pyocd's."""
+    """Run a board access (not a DP/AP transfer: see ``SimProbe._on_dap``) and translate its
+    errors into pyocd's."""
     try:
         return fn()
-    except Ack as ack:
-        if ack.kind == "WAIT":
-            raise exceptions.TransferTimeoutError(str(ack)) from None
-        raise exceptions.TransferFaultError(str(ack), fault_address=ack.addr) from None
     except BusFault as exc:
         raise exceptions.TransferFaultError(str(exc), fault_address=exc.addr) from None
     except LinkDown as exc:

@@ -197,7 +197,12 @@ def test_a_non_secure_access_to_the_keystore_faults_a_secure_one_does_not(sessio
 
 
 def test_the_core_reports_the_security_extension_and_dscsr(session: Session) -> None:
+    from pyocd.core.target import Target
+
     t = session.target
+    core = t.cores[0]
+    assert Target.SecurityState.SECURE in core.supported_security_states
+    assert core.get_security_state() is Target.SecurityState.SECURE  # pyocd read DSCSR.CDS via MEM-AP
     assert (t.read32(0xE000_ED44) >> 4) & 0xF == 1  # ID_PFR1.Security
     assert t.read32(0xE000_EE08) & (1 << 16)  # DSCSR.CDS: the core is Secure
     t.write32(0xE000_EE08, (1 << 17) | (1 << 16) | 0x3)  # CDSKEY, CDS, SBRSEL, SBRSELEN
