@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nusim import memmap
-from pki import files
+from nusim.atomic import replace_file
 
 STATE_VERSION = 1
 KS_SRAM_SLOTS = 32
@@ -229,7 +229,7 @@ class NvStore:
         durable = fsync_enabled()
         self.directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps(state.to_json(self.board), separators=(",", ":")).encode("ascii")
-        files.write_atomic(self.path, data, mode=0o600, sync=os.fsync if durable else None)
+        replace_file(self.path, data, mode=0o600, sync=os.fsync if durable else None)
         if not durable:
             return
         dfd = os.open(self.directory, os.O_RDONLY)

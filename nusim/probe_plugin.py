@@ -1,10 +1,20 @@
 """pyocd debug-probe plugin: ``-u sim:<board>`` opens the simulated board ``<board>``.
 
-Entry point ``sim = nusim.probe_plugin:SimProbePlugin`` (group ``pyocd.probe``). The probe
-serves the DP and AP registers pyocd reads during discovery, and hands pyocd a memory interface
-on AP0 (like the ST-Link probe), so every byte the tool moves goes through pyocd's own target,
-core and memory code. Board errors map to pyocd's exceptions: a bus fault (e.g. after the secure
-lock) is a ``TransferFaultError``; a dropped link or power loss is ``ProbeDisconnected``.
+Entry point ``sim = nusim.probe_plugin:SimProbePlugin`` (group ``pyocd.probe``). The probe is
+reached as a CMSIS-DAP probe is: it answers DP and AP register transfers (``nusim.dap``: an
+SW-DP and the AHB5-AP), so pyocd's own DP, MEM-AP (CSW/TAR/DRW), CoreSight discovery, target
+and core code do every memory access. It advertises what a CMSIS-DAP probe does that it models
+(SWJ sequences, banked DP registers), not AP or DPBANKSEL selection: pyocd writes DP SELECT.
+
+Acks map to pyocd's exceptions as its CMSIS-DAP probe maps them: FAULT is
+``TransferFaultError``, WAIT past the retries ``TransferTimeoutError``; a dropped link or power
+loss is ``ProbeDisconnected``. ``probe.wire`` counts what crossed the wire (``nusim.wire``).
+
+The direct memory interface (``get_memory_interface_for_ap``, as pyocd's ST-Link probe has) is an
+explicit option, off by default: session option ``sim.direct_memory``.
+
+For the firmware channel, ``probe.uart_url`` serves the board's UART0 on a loopback TCP socket
+(``socket://127.0.0.1:PORT``, opened with pyserial) for as long as the probe is open.
 """
 
 from __future__ import annotations
@@ -15,31 +25,32 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyocd.core import exceptions
 from pyocd.core.memory_interface import MemoryInterface
+from pyocd.core.options import OptionInfo
 from pyocd.core.plugin import Plugin
 from pyocd.probe.debug_probe import DebugProbe
 
 from nusim import target
 from nusim.board import Board, BusFault, LinkDown
+from nusim.dap import CSW_HNONSEC, CSW_SDEVICEEN, Ack, Dap
 from nusim.nvstate import default_sim_dir, valid_board_name
+from nusim.wire import Wire
 
 if TYPE_CHECKING:
     from pyocd.board.board import Board as PyocdBoard
     from pyocd.coresight.ap import APAddressBase
 
+    from nusim.uart import UartServer
+
 PROBE_PREFIX = "sim"
-DP_IDR, DP_CTRL_STAT, DP_SELECT, DP_RDBUFF = 0x0, 0x4, 0x8, 0xC
-DPIDR_VALUE = 0x2BA0_1477  # DPv2, ARM designer, as on v8-M parts
-AP_CSW, AP_CFG, AP_BASE, AP_IDR = 0x00, 0xF4, 0xF8, 0xFC
-# AHB5-AP: revision 0, designer ARM (0x23b), class MEM-AP (8), variant 1, type AHB5 (5).
-AHB5_AP_IDR = (0x23B << 17) | (8 << 13) | (1 << 4) | 0x5
-CSYSPWRUPREQ, CDBGPWRUPREQ = 1 << 30, 1 << 28
-CSW_HNONSEC, CSW_SDEVICEEN = 1 << 30, 1 << 23  # AHB-AP CSW (pyocd coresight/ap.py; ADIv5)
+DIRECT_MEMORY_OPTION = "sim.direct_memory"
+__all__ = ["CSW_HNONSEC", "CSW_SDEVICEEN", "SimProbe", "SimProbePlugin"]  # CSW bits: see nusim.dap
 
 T = TypeVar("T")
 
 
 def _board_call(fn: Callable[[], T]) -> T:
-    """Run a board access and translate its errors into pyocd's."""
+    """Run a board access (not a DP/AP transfer: see ``SimProbe._on_dap``) and translate its
+    errors into pyocd's."""
     try:
         return fn()
     except BusFault as exc:
@@ -49,7 +60,8 @@ def _board_call(fn: Callable[[], T]) -> T:
 
 
 class SimMemoryInterface(MemoryInterface):  # type: ignore[misc]
-    """AP0's memory interface: straight onto the board's bus as the debugger."""
+    """AP0's direct memory interface (option ``sim.direct_memory``, off by default): straight
+    onto the board's bus as the debugger, bypassing pyocd's MEM-AP code."""
 
     def __init__(self, probe: SimProbe) -> None:
         self._probe = probe
@@ -123,10 +135,11 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
         self.board: Board | None = None
         self._connected = False
         self._reset_asserted = False
-        self._ctrl_stat = 0
-        self._ap_csw = 0x2300_0052
+        self.wire = Wire()  # what crossed the wire (docs/sim-board.md, "Wire accounting")
+        self.dap: Dap | None = None
         self._mem = SimMemoryInterface(self)
         self._access = threading.RLock()
+        self._uart: UartServer | None = None
 
     # -- description --------------------------------------------------------------------------
     @property
@@ -155,11 +168,8 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
 
     @property
     def capabilities(self) -> set[DebugProbe.Capability]:
-        return {
-            DebugProbe.Capability.MANAGED_AP_SELECTION,
-            DebugProbe.Capability.MANAGED_DPBANKSEL,
-            DebugProbe.Capability.BANKED_DP_REGISTERS,
-        }
+        """What a CMSIS-DAP probe offers that is modelled; pyocd selects APs and DP banks itself."""
+        return {DebugProbe.Capability.SWJ_SEQUENCE, DebugProbe.Capability.BANKED_DP_REGISTERS}
 
     def create_associated_board(self) -> PyocdBoard | None:
         """Select our target type unless the user asked for another one."""
@@ -177,12 +187,17 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
             self.board = Board.open(self.board_name)
         except (RuntimeError, ValueError) as exc:
             raise exceptions.ProbeError(str(exc)) from exc
+        self.dap = Dap(self.board, self.wire)
 
     def close(self) -> None:
         with self._access:
+            if self._uart is not None:
+                self._uart.stop()
+                self._uart = None
             if self.board is not None:
                 self.board.close()
                 self.board = None
+                self.dap = None
 
     def connect(self, protocol: DebugProbe.Protocol | None = None) -> None:
         self._connected = True
@@ -191,10 +206,10 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
         self._connected = False
 
     def set_clock(self, frequency: float) -> None:
-        return None
+        self.wire.swclk_hz = float(frequency)
 
     def swj_sequence(self, length: int, bits: int) -> None:
-        return None
+        self.wire.sequence(length)
 
     def reset(self) -> None:
         self.transfer(lambda b: b.debug.system_reset())
@@ -210,73 +225,89 @@ class SimProbe(DebugProbe):  # type: ignore[misc]
     def flush(self) -> None:
         return None
 
+    @property
+    def uart_url(self) -> str:
+        """The board's UART0 as a pyserial URL (``socket://127.0.0.1:PORT``), served by a thread
+        of this process from the first call until the probe closes. A real probe's VCOM port is
+        a serial device the same way; the desktop opens it with pyserial and nothing else."""
+        from nusim.uart import UartServer, uart_of
+
+        with self._access:
+            if self.board is None:
+                raise exceptions.ProbeError("simulated probe is not open")
+            if self._uart is None:
+                with self.board.lock:
+                    uart_of(self.board).host_take()  # what was sent before the port opened is lost
+                server = UartServer(self.board, kind="tcp")
+                server.start()
+                self._uart = server
+            return self._uart.address
+
     # -- transfers ----------------------------------------------------------------------------
     def transfer(self, fn: Callable[[Board], T]) -> T:
         """One probe transfer: counted for fault injection, errors mapped to pyocd's. It holds
         the board's lock, so a UART server thread on the same board waits between run slices."""
         with self._access:
-            board = self.board
-            if board is None:
-                raise exceptions.ProbeError("simulated probe is not open")
+            board = self._live_board()
             with board.lock:
-                if board.faults.count_transfer():
-                    board.link_down = True
+                self._count(board)
                 return _board_call(lambda: fn(board))
 
-    def _link_check(self, board: Board) -> None:
+    def _live_board(self) -> Board:
+        board = self.board
+        if board is None:
+            raise exceptions.ProbeError("simulated probe is not open")
+        return board
+
+    def _count(self, board: Board) -> None:
+        if board.faults.count_transfer():
+            board.link_down = True
         if board.link_down:
-            raise LinkDown(f"simulated board {board.name!r}: probe link is down")
+            raise exceptions.ProbeDisconnected(f"simulated board {board.name!r}: probe link is down")
+
+    def _on_dap(self, op: Callable[[Dap], T]) -> T:
+        """A DP/AP transfer (the hot path of every memory access: kept to one call deep)."""
+        with self._access:
+            board = self._live_board()
+            dap = self.dap
+            assert dap is not None
+            with board.lock:
+                self._count(board)
+                try:
+                    return op(dap)
+                except Ack as ack:
+                    if ack.kind == "WAIT":
+                        raise exceptions.TransferTimeoutError(str(ack)) from None
+                    raise exceptions.TransferFaultError(str(ack), fault_address=ack.addr) from None
+                except LinkDown as exc:
+                    raise exceptions.ProbeDisconnected(str(exc)) from None
 
     def read_dp(self, addr: int, now: bool = True) -> int | Callable[[], int]:
-        def rd(board: Board) -> int:
-            self._link_check(board)
-            if addr == DP_IDR:
-                return DPIDR_VALUE
-            if addr == DP_CTRL_STAT:
-                acks = (self._ctrl_stat & (CSYSPWRUPREQ | CDBGPWRUPREQ)) << 1
-                return self._ctrl_stat | acks
-            return 0
-
-        value = self.transfer(rd)
+        value = self._on_dap(lambda d: d.read_dp(addr))
         return value if now else (lambda: value)
 
     def write_dp(self, addr: int, data: int) -> None:
-        def wr(board: Board) -> None:
-            self._link_check(board)
-            if addr == DP_CTRL_STAT:
-                self._ctrl_stat = data & 0xF000_0F00
-
-        self.transfer(wr)
+        self._on_dap(lambda d: d.write_dp(addr, data))
 
     def read_ap(self, addr: int, now: bool = True) -> int | Callable[[], int]:
-        def rd(board: Board) -> int:
-            self._link_check(board)
-            apsel, reg = (addr >> 24) & 0xFF, addr & 0xFF
-            if apsel != 0:
-                return 0
-            csw = self._ap_csw | (CSW_SDEVICEEN if board.secure_debug else 0)  # SPIDEN, as the DPM leaves it
-            return {AP_IDR: AHB5_AP_IDR, AP_BASE: 0xE00F_F003, AP_CFG: 0, AP_CSW: csw}.get(reg, 0)
-
-        value = self.transfer(rd)
+        value = self._on_dap(lambda d: d.read_ap(addr))
         return value if now else (lambda: value)
 
     def write_ap(self, addr: int, data: int) -> None:
-        def wr(board: Board) -> None:
-            self._link_check(board)
-            if (addr >> 24) & 0xFF == 0 and addr & 0xFF == AP_CSW:
-                self._ap_csw = data & ~CSW_SDEVICEEN  # read-only: the authentication signal
-
-        self.transfer(wr)
+        self._on_dap(lambda d: d.write_ap(addr, data))
 
     def read_ap_multiple(self, addr: int, count: int = 1, now: bool = True) -> Any:
-        values = [self.read_ap(addr, now=True) for _ in range(count)]
+        values = self._on_dap(lambda d: d.read_ap_multiple(addr, count))
         return values if now else (lambda: values)
 
     def write_ap_multiple(self, addr: int, values: Sequence[int]) -> None:
-        for v in values:
-            self.write_ap(addr, v)
+        self._on_dap(lambda d: d.write_ap_multiple(addr, values))
 
     def get_memory_interface_for_ap(self, ap_address: APAddressBase) -> MemoryInterface | None:
+        """None (pyocd's MEM-AP code runs) unless the session option ``sim.direct_memory`` is on."""
+        session = self.session
+        if session is None or not session.options.get(DIRECT_MEMORY_OPTION):
+            return None
         if getattr(ap_address, "apsel", None) != 0:
             return None
         return self._mem
@@ -299,3 +330,14 @@ class SimProbePlugin(Plugin):  # type: ignore[misc]
     @property
     def description(self) -> str:
         return "NuSec simulated Nu-Link3 (boards in $NUSEC_SIM_DIR)"
+
+    @property
+    def options(self) -> list[OptionInfo]:
+        return [
+            OptionInfo(
+                DIRECT_MEMORY_OPTION,
+                bool,
+                False,
+                "Hand pyocd a direct memory interface on AP0 (bypasses pyocd's MEM-AP code). Off by default.",
+            )
+        ]

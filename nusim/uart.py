@@ -285,16 +285,19 @@ class UartServer:
             if not ready:
                 continue
             conn, _ = self._listener.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames: no Nagle delay
             with conn:
                 self._pump(conn.fileno())
 
     def _pump(self, fd: int) -> None:
         """Move bytes both ways and run the core; returns on stop or when the peer hangs up."""
         idle = 0
+        sent = False
         while not self._stop.is_set():
             running = self.board.state is CoreState.RUNNING
-            # Spin in 1 ms ticks while the firmware may be timing a frame; then just wait.
-            wait = IDLE_TICK_S if running and idle < 1000 else 0.05
+            # Spin in 1 ms ticks while the firmware may be timing a frame; then just wait. A slice
+            # that transmitted does not wait: the firmware is sending, not idling.
+            wait = 0.0 if sent else IDLE_TICK_S if running and idle < 1000 else 0.05
             ready, _, _ = select.select([fd], [], [], wait)
             if ready:
                 try:
@@ -312,5 +315,6 @@ class UartServer:
                 else:
                     idle = 0
             out = self.uart.host_take()
+            sent = bool(out)
             if out:
                 os.write(fd, out)

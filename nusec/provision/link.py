@@ -1,10 +1,12 @@
 """The desktop's two links to one board: the debugger (pyocd, SWD) and, after the lock, the board
 firmware's command channel (UART).
 
-Everything goes through pyocd with the probe's unique id (``sim:b1`` reaches the simulated board
-through its pyocd probe plugin exactly as a real Nu-Link reaches silicon). ``CountingMemory``
-wraps the pyocd target to count the bytes moved over the probe, per step, for the progress
-display and ``bench/provision.py``; it adds nothing else.
+The debugger goes through pyocd with the probe's unique id: ``sim:b1`` reaches the simulated
+board through its pyocd probe-plugin entry point, and pyocd's MEM-AP code does every access, as
+with a CMSIS-DAP probe on silicon. The firmware channel is a serial port opened with pyserial: a
+real board's, or the loopback URL a simulated board's probe reports; nothing here imports the
+simulator. ``CountingMemory`` wraps the pyocd target to count the data bytes the flow moves, per
+step, for the progress display; what crossed the wire is the probe's to count.
 """
 
 from __future__ import annotations
@@ -239,20 +241,23 @@ class FirmwareChannel:
 
 
 def open_channel(link: SwdLink, probe_id: str, uart_port: str | None = None) -> FirmwareChannel:
-    """The firmware channel of the board behind ``probe_id``: a serial port/URL if given, else,
-    for a simulated board, its UART0 in-process (the simulator owns the board in this process)."""
+    """The firmware channel of the board behind ``probe_id``: the serial port/URL given, else,
+    for a simulated board, the pyserial URL its probe reports (``probe.uart_url``: the simulator
+    serves UART0 on a loopback socket). Either way it is a serial port opened with pyserial."""
     from nusec.board.channel import BoardChannel as _Channel
+    from nusec.board.channel import ChannelError
 
-    if uart_port:
+    if not uart_port:
+        if not normalise_probe_id(probe_id).startswith(SIM_PREFIX):
+            from nusec.provision.errors import UsageError
+
+            raise UsageError(f"--uart {probe_id}=PORT is needed to reach the firmware of a real board")
+        probe = link.session.probe if link.session is not None else None
+        if probe is None:
+            raise BoardUnreachable(f"simulated board behind {probe_id} is not open")
+        with board_errors(f"asking probe {probe_id} for its UART"):
+            uart_port = str(probe.uart_url)
+    try:
         return FirmwareChannel(_Channel.open(uart_port))
-    if not normalise_probe_id(probe_id).startswith(SIM_PREFIX):
-        from nusec.provision.errors import UsageError
-
-        raise UsageError(f"--uart {probe_id}=PORT is needed to reach the firmware of a real board")
-    from nusim.uart import UartLink
-
-    probe = link.session.probe if link.session is not None else None
-    board = getattr(probe, "board", None)
-    if board is None:
-        raise BoardUnreachable(f"simulated board behind {probe_id} is not open")
-    return FirmwareChannel(_Channel(UartLink(board)))
+    except ChannelError as exc:
+        raise BoardUnreachable(f"board UART channel failed to open: {exc}") from None
