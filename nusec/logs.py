@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 
 #: Our top-level packages: the loggers ``-v``/``-vv`` turn up.
 OUR_PACKAGES = ("nusec", "pki", "ceremony", "nucore", "nuboard", "nusim")
+#: The name of the stderr handler ``configure`` installs (and replaces on a second call).
+_HANDLER_NAME = "nusec-cli"
 #: Third-party loggers that stay at WARNING: SQL with its parameters, HTTP bodies and headers.
 ALWAYS_QUIET = ("sqlalchemy", "alembic", "httpx", "httpcore", "hpack", "urllib3", "multipart")
 
@@ -56,13 +58,14 @@ def configure(verbosity: int = 0, *, json_lines: bool = False) -> None:
     handler.setFormatter(
         JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s: %(message)s")
     )
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)  # ours from an earlier call; handlers others installed stay
     root.addHandler(handler)
     # Third-party libraries one step quieter than ours (pyocd at -vv is INFO), some always quiet.
     root.setLevel(max(level, logging.INFO) if verbosity >= 2 else level)
     for name in OUR_PACKAGES:
-        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).setLevel(level if verbosity else logging.NOTSET)
     for name in ALWAYS_QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)

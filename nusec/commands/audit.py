@@ -8,7 +8,8 @@ JSON file. ``verify`` checks that file with the ICA certificate alone
 matching its row, the last one covering the last row, no silence longer than promised; with
 ``--previous`` an older export must still be contained (rows cut and the service restarted).
 
-Exit codes: 0 verified, 1 error (one ``error:`` line), 3 the log does not verify.
+Exit codes (docs/exit-codes.md): 0 verified, 1 error (one ``error:`` line), 2 bad input, 3 the log
+does not verify.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nusec.commands.failure import fail, first_line, os_error_message
+from nusec.commands.failure import fail, first_line, os_error_message, usage
 
 app = typer.Typer(
     name="audit",
@@ -102,7 +103,7 @@ def export_cmd(
     import httpx
 
     if out.exists():
-        fail(f"{out} exists; not overwriting it", json_out)
+        usage(f"{out} exists; not overwriting it", json_out)
     try:
         context = ssl.create_default_context(cafile=str(ca))
         context.load_cert_chain(str(client_cert), str(client_key))

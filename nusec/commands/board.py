@@ -6,9 +6,9 @@ unlocking a board's key agreement are rare, deliberate acts with a reason that l
 audit log; an admin should not need to hand-craft HTTPS requests for them. Everything goes over
 HTTPS with the caller's client certificate, like the desktop tool.
 
-Exit codes: 0 done, 1 error (one ``error:`` line; with ``--json`` a last line
+Exit codes (docs/exit-codes.md): 0 done, 1 error (one ``error:`` line; with ``--json`` a last line
 ``{"ok": false, "error": ...}``), 4 the service refused (its problem ``type`` and ``detail``
-printed; with ``--json`` ``{"ok": false, "status": ..., "problem": ...}``).
+printed; with ``--json`` ``{"ok": false, "status": ..., "problem": ...}``), 2 bad input.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from nusec.commands.failure import fail, first_line, os_error_message
+from nusec.commands.failure import fail, first_line, os_error_message, usage
 
 EXIT_REFUSED = 4
 
@@ -50,7 +50,7 @@ JsonOut = Annotated[bool, typer.Option("--json", help="One JSON line on stdout."
 
 def _uid(text: str, json_out: bool) -> str:
     if not re.fullmatch(r"[0-9A-Fa-f]{24}", text):
-        fail(f"UID {text!r} is not 24 hex digits", json_out)
+        usage(f"UID {text!r} is not 24 hex digits", json_out)
     return text.upper()
 
 
@@ -131,7 +131,7 @@ def reissue_cmd(
     except OSError as exc:
         fail(os_error_message(exc), json_out)
     if out is not None and out.exists():
-        fail(f"{out} exists; not overwriting it", json_out)
+        usage(f"{out} exists; not overwriting it", json_out)
     body = {"csr_pem": csr_pem, "reason": reason}
     doc = _call(
         server, ca, client_cert, client_key, "POST", f"/v1/boards/{uid}/certificate/reissue", body, json_out

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nusec.commands.failure import fail, first_line, os_error_message
+from nusec.commands.failure import fail, first_line, os_error_message, usage
 
 if TYPE_CHECKING:
     from ceremony.backup import CustodianShare
@@ -204,7 +204,7 @@ def run_cmd(
     from ceremony.run import fingerprint_lines, run_ceremony
 
     if rehearsal_dir is not None and not rehearsal:
-        fail("--rehearsal-dir needs --rehearsal", json_out)
+        usage("--rehearsal-dir needs --rehearsal", json_out)
     with _one_line_errors(json_out):
         any_loaded = load(config)
         other: Any = None
