@@ -42,7 +42,7 @@ TABLE: tuple[ExitCode, ...] = (
         "failed",
         (ALL,),
         "a step failed (file, HSM, database, service answer); one `error:` line on stderr names it, "
-        "and with `--json` the last stdout line is `{\"ok\": false, \"error\": ...}`",
+        'and with `--json` the last stdout line is `{"ok": false, "error": ...}`',
         "read the error line; for `provision`, re-running resumes",
     ),
     ExitCode(
@@ -128,5 +128,5 @@ def render_markdown() -> str:
         commands = "every command" if ALL in e.commands else ", ".join(f"`{c}`" for c in e.commands)
         rows.append(f"| {e.code} | {e.name} | {commands} | {e.meaning} | {e.next_step} |")
     order = ", ".join(str(c) for c in PROVISION_PRECEDENCE)
-    rows += ["", f"With several boards, `nusec provision` exits with the first of {order} that any board has."]
+    rows += ["", f"With several boards, `nusec provision` exits with the first of {order} any board has."]
     return "\n".join(rows) + "\n"

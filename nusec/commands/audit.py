@@ -99,7 +99,13 @@ def export_cmd(
     out: Annotated[Path, typer.Option("--out", help="Export file to write (never overwritten).")],
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line on stdout.")] = False,
 ) -> None:
-    """Export the audit log up to a fresh signed checkpoint (admin certificate)."""
+    """Export the audit log up to a fresh signed checkpoint (admin certificate).
+
+    \b
+    Example:
+      nusec audit export --server https://oem.example:8443 --ca ca-bundle.pem \\
+      --client-cert admin.pem --client-key admin.key --out audit-2026-12-04.json
+    """
     import httpx
 
     if out.exists():
@@ -144,7 +150,13 @@ def verify_cmd(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line on stdout.")] = False,
 ) -> None:
-    """Verify an export offline: chain, checkpoint signatures, coverage, silences (exit 3 if not)."""
+    """Verify an export offline: chain, checkpoint signatures, coverage, silences (exit 3 if not).
+
+    \b
+    Example:
+      nusec audit verify audit-2026-12-04.json --ica-cert ica.pem --previous \\
+      audit-2026-11-27.json
+    """
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -100,7 +100,13 @@ def status_cmd(
     client_key: ClientKey,
     json_out: JsonOut = False,
 ) -> None:
-    """The board's state and owner (with --json also its step history)."""
+    """The board's state and owner (with --json also its step history).
+
+    \b
+    Example:
+      nusec board status 0123456789ABCDEF01234567 --server https://oem.example:8443 --ca \\
+      ca-bundle.pem --client-cert operator.pem --client-key operator.key --json
+    """
     uid = _uid(uid, json_out)
     doc = _call(server, ca, client_cert, client_key, "GET", f"/v1/boards/{uid}", None, json_out)
     flags = [f for f in ("certificate_revoked", "key_agreement_locked") if doc.get(f)]
@@ -124,7 +130,14 @@ def reissue_cmd(
     json_out: JsonOut = False,
 ) -> None:
     """Admin: certify a new key for the board and revoke its certificate (superseded). Only while
-    the board has no secure-boot key."""
+    the board has no secure-boot key.
+
+    \b
+    Example:
+      nusec board reissue 0123456789ABCDEF01234567 --csr board.csr.pem \\
+        --reason 'key regenerated' --out board.pem --server https://oem.example:8443 --ca ca-bundle.pem \\
+      --client-cert admin.pem --client-key admin.key
+    """
     uid = _uid(uid, json_out)
     try:
         csr_pem = csr.read_text()
@@ -156,7 +169,14 @@ def grant_cmd(
     client_key: ClientKey,
     json_out: JsonOut = False,
 ) -> None:
-    """Admin: let another operator act on the board like its owner."""
+    """Admin: let another operator act on the board like its owner.
+
+    \b
+    Example:
+      nusec board grant 0123456789ABCDEF01234567 --operator bob --reason 'shift change' \\
+      --server https://oem.example:8443 --ca ca-bundle.pem --client-cert admin.pem \\
+      --client-key admin.key
+    """
     uid = _uid(uid, json_out)
     body = {"operator": operator, "reason": reason}
     _call(server, ca, client_cert, client_key, "POST", f"/v1/boards/{uid}/grants", body, json_out)
@@ -173,7 +193,14 @@ def reset_cmd(
     client_key: ClientKey,
     json_out: JsonOut = False,
 ) -> None:
-    """Admin: unlock the board's key agreement after too many wrong key confirmations."""
+    """Admin: unlock the board's key agreement after too many wrong key confirmations.
+
+    \b
+    Example:
+      nusec board reset-key-agreement 0123456789ABCDEF01234567 --reason 'fixture fault' \\
+      --server https://oem.example:8443 --ca ca-bundle.pem --client-cert admin.pem \\
+      --client-key admin.key
+    """
     uid = _uid(uid, json_out)
     body = {"reason": reason}
     doc = _call(

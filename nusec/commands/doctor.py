@@ -61,7 +61,10 @@ def command(
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
 ) -> None:
-    """Check the native core, SoftHSM2, OpenSSL and the ARM toolchain. Exit 1 if any is missing."""
+    """Check the native core, SoftHSM2, OpenSSL and the ARM toolchain. Exit 1 if any is missing.
+
+    Example: nusec doctor --json
+    """
     checks = run_checks()
     if json_out:
         typer.echo(json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}))

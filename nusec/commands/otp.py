@@ -21,7 +21,8 @@ app = typer.Typer(
     name="otp",
     help=(
         "Bulk OTP images: `build` a batch from a spec (resumable; HSM-held KEK), `verify` it offline, "
-        "`show` a batch or one image. See docs/otp-batch.md."
+        "`show` a batch or one image. See docs/otp-batch.md.\n\n"
+        "Example: nusec otp build batch.yaml --out batch-0001 && nusec otp verify batch-0001"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -124,7 +125,10 @@ def build(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Build (or resume) a batch: images, manifest, wrapped keys, and the HSM-signed seal."""
+    """Build (or resume) a batch: images, manifest, wrapped keys, and the HSM-signed seal.
+
+    Example: nusec otp build batch.yaml --out batch-0001 --jobs 2
+    """
     with _errors(json_out):
         from nusec.otp_batch import build_batch, ensure_batch_keys, load_spec
         from pki.hsm.pkcs11 import open_backend
@@ -180,7 +184,10 @@ def verify(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify a batch offline: seal signature, every image and line, the Merkle root."""
+    """Verify a batch offline: seal signature, every image and line, the Merkle root.
+
+    Example: nusec otp verify batch-0001 --signer-pub batch-seal.pub.pem
+    """
     with _errors(json_out):
         from nusec.otp_batch import OtpBatchError, check_board_key, read_batch_info, verify_batch, verify_one
 
@@ -228,7 +235,10 @@ def show(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show a batch's summary, one board's image (fields, entries), or an image file."""
+    """Show a batch's summary, one board's image (fields, entries), or an image file.
+
+    Example: nusec otp show batch-0001 --index 17 --proof --json
+    """
     with _errors(json_out):
         from nucore import otp
         from nusec.otp_batch import image_proof, read_batch_info, read_image, read_line, read_seal
