@@ -200,7 +200,9 @@ def test_demo_refuses_a_foreign_nonempty_folder(tmp_path: Path) -> None:
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
-def test_full_rehearsal_separate_tokens_and_crls(demo: dict[str, object]) -> None:
+def test_full_rehearsal_separate_tokens_and_crls(
+    demo: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The issue's "Done when" rehearsal, as `make demo` runs it: root -> intermediate on the
     issuing token -> root CRL -> batch keys -> service on the issuing token only -> boards ->
     batch built without --create-hsm-keys; checked by openssl -crl_check_all and `verify`."""
@@ -237,7 +239,7 @@ def test_full_rehearsal_separate_tokens_and_crls(demo: dict[str, object]) -> Non
         ]
     # The token the service and the batch used holds the new ICA and the batch keys, never the root.
     softhsm = Path(str(demo["workdir"])) / "softhsm"
-    os.environ["SOFTHSM2_CONF"] = str(softhsm / "softhsm2.conf")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(softhsm / "softhsm2.conf"))  # restored after this test
     lib = pkcs11.lib("/usr/lib/softhsm/libsofthsm2.so")
     lib.reinitialize()
     pin = (softhsm / "issuing-user.pin").read_text().strip()

@@ -19,8 +19,9 @@ from nusec.provision.errors import VerificationError
 from nusec.provision.firmware import verify_mcuboot_image
 from nusec.provision.journal import Journal, JournalError
 from pki.ca.profiles import board_subject
+from tests.tools import tool
 
-IMGTOOL = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "imgtool"
+IMGTOOL = tool("imgtool")
 UID = bytes.fromhex("00112233445566778899AABB")
 
 
