@@ -122,7 +122,7 @@ def ca_key_attributes(token: SoftHsmToken, label: str) -> dict[str, bool]:
         }
         plain_kek = session.generate_key(KeyType.AES, 256, store=False)
         try:
-            plain_kek.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+            plain_kek.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)  # type: ignore[attr-defined]
             attrs["untrusted_kek_can_wrap"] = True
         except (p11e.KeyNotWrappable, p11e.KeyUnextractable):
             attrs["untrusted_kek_can_wrap"] = False

@@ -72,7 +72,7 @@ def _token_keys(pins: dict[str, str], secrets: dict[str, str]) -> tuple[int, str
     from pkcs11 import Attribute, ObjectClass
     from pkcs11 import exceptions as p11e
 
-    from pki.hsm.softhsm import DEFAULT_MODULE_PATH
+    from pki.hsm.uri import DEFAULT_MODULE_PATH
 
     lib = pkcs11.lib(DEFAULT_MODULE_PATH)
     refused, issuing = 0, ""

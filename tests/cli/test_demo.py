@@ -225,15 +225,15 @@ def test_full_rehearsal_separate_tokens_and_crls(
     )  # fmt: skip
     assert res.returncode == 0 and res.stdout.count(": OK") == len(boards), res.stdout + res.stderr
     # Relying parties find the ICA's CRL and certificate from what the service issued.
-    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+    from cryptography.x509.oid import AuthorityInformationAccessOID
 
     from nusec.demo import DEMO_PKI_URL
 
     for b in boards:
         cert = x509.load_pem_x509_certificate(Path(b["board_cert"]).read_bytes())
-        dp = cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+        dp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
         assert [n.value for p in dp for n in p.full_name or []] == [f"{DEMO_PKI_URL}/ica-2.crl"]
-        aia = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
         assert [(d.access_method, d.access_location.value) for d in aia] == [
             (AuthorityInformationAccessOID.CA_ISSUERS, f"{DEMO_PKI_URL}/ica-2.cer")
         ]

@@ -25,7 +25,9 @@ DOC = ROOT / "docs" / "exit-codes.md"
 def _leaves(group: Command, path: tuple[str, ...] = ()) -> list[tuple[str, Command]]:
     """Every command a user can run, as its path (a group that runs itself counts too)."""
     if isinstance(group, Group):
-        found = [(" ".join(path), group)] if group.invoke_without_command and path else []
+        found: list[tuple[str, Command]] = (
+            [(" ".join(path), group)] if group.invoke_without_command and path else []
+        )
         for name, sub in sorted(group.commands.items()):
             found += _leaves(sub, (*path, name))
         return found

@@ -466,7 +466,7 @@ def test_softhsm_unwrap_refuses_modifiable_and_copyable_false_together(backend: 
         )
         before = len(list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})))
         with pytest.raises(p11e.AttributeReadOnly):
-            raw_kek.unwrap_key(
+            raw_kek.unwrap_key(  # type: ignore[attr-defined]  # python-pkcs11's untyped mixins
                 ObjectClass.PRIVATE_KEY,
                 pkcs11.KeyType.EC,
                 wrapped,

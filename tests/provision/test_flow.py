@@ -117,7 +117,7 @@ def _arm_kill(
 
         monkeypatch.setattr(Journal, "save_artifact", saved_then_killed)
     elif step == "lock":
-        real_lock = flow.enable_secure_lock
+        real_lock = flow.enable_secure_lock  # type: ignore[attr-defined]  # the name the flow calls
 
         def lock_then_killed(*a: Any, **kw: Any) -> None:
             real_lock(*a, **kw)

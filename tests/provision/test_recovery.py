@@ -297,7 +297,7 @@ def _non_utf8_line(p: Path) -> None:
     p.write_bytes(b"".join(lines[:2]) + b"\xff\xfe\x00 not json \x80\n" + b"".join(lines[2:]))
 
 
-DAMAGE: dict[str, tuple[str, str, Callable[[Path], None]]] = {
+DAMAGE: dict[str, tuple[str, str, Callable[[Path], object]]] = {
     "journal-non-utf8": ("sb_key", "journal.jsonl", _non_utf8_line),
     "garbage-csr": (
         "csr",
@@ -357,7 +357,6 @@ def test_disk_full_is_one_line_naming_the_path_then_resume_finishes(
 ) -> None:
     """ENOSPC injected at the system call that appends to the OTP program log (the file that grows
     during the irreversible steps), in the middle of ``otp_ca``."""
-    from nusec.provision import appendlog
 
     real_write = os.write
     calls = {"n": 0}
@@ -370,7 +369,7 @@ def test_disk_full_is_one_line_naming_the_path_then_resume_finishes(
         return real_write(fd, data)
 
     with monkeypatch.context() as mp:
-        mp.setattr(appendlog.os, "write", full_disk_write)
+        mp.setattr(os, "write", full_disk_write)  # the os module appendlog writes through
         res = run(service, tls, tmp_path / "j", "sim:df1")
     log_path = tmp_path / "j" / uid_of("df1") / "otp_program_log.jsonl"
     assert res.exit_code == 1 and res.steps[-1].id == "otp_ca"

@@ -115,7 +115,7 @@ def _ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 
 def _issue(
     issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], subject: x509.Name, pub: object, ca: bool
-):  # type: ignore[no-untyped-def]
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder().subject_name(subject).issuer_name(issuer[1].subject).public_key(pub)  # type: ignore[arg-type]

@@ -70,14 +70,15 @@ def test_bad_file_is_one_line_naming_the_field(tmp_path: Path, text: str, error:
 
 def test_range_errors_name_the_field(pki_files: Pki, tmp_path: Path) -> None:
     env = {**pki_files.token.environ(), "PATH": "/usr/bin:/bin"}
-    base = {"hsm_uri": f"pkcs11:token={TOKEN_LABEL};object=ica", "insecure_dev": True,
+    base: dict[str, object] = {"hsm_uri": f"pkcs11:token={TOKEN_LABEL};object=ica", "insecure_dev": True,
             "root_cert": str(pki_files.root_pem), "ica_cert": str(pki_files.ica_pem)}  # fmt: skip
-    for extra, error in [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"port": 70000}, "port: 70000 is not a TCP port"),
         ({"body_timeout": 0.1}, "body_timeout: must be between 0.5 and 3600 seconds"),
         ({"max_hsm_keys": 0}, "max_registrations, max_hsm_keys: must be at least 1"),
         ({"host": "10.0.0.1"}, "insecure_dev: plain HTTP is allowed on loopback only, not on 10.0.0.1"),
-    ]:
+    ]
+    for extra, error in cases:
         path = tmp_path / "serve.yaml"
         path.write_text(yaml.safe_dump({**base, **extra}))
         out = _run("serve", "validate", str(path), "--json", env=env)

@@ -114,4 +114,4 @@ def cri_for(pub_xy: bytes, cn: str = "NuLink3 test") -> bytes:
             "attributes": [],
         }
     )
-    return info.dump()
+    return bytes(info.dump())

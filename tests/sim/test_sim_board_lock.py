@@ -88,7 +88,7 @@ def test_pyocd_session_and_uart_server_never_run_the_core_at_once(booting_board:
                 runners.add(threading.current_thread().name)
             # Deterministic, not a widened race window: every run of the core happens with the
             # board lock held by the thread that runs it.
-            if not board.lock._is_owned():  # type: ignore[attr-defined]  # CPython's RLock
+            if not board.lock._is_owned():  # CPython's RLock
                 unlocked.append(threading.current_thread().name)
             try:
                 result: RunResult = real_run(n)
