@@ -51,12 +51,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
-def configure(verbosity: int = 0, *, json_lines: bool = False) -> None:
-    """Send log records to stderr at the level ``verbosity`` asks for (idempotent)."""
+def configure(verbosity: int = 0, *, json_lines: bool = False, timestamps: bool = False) -> None:
+    """Send log records to stderr at the level ``verbosity`` asks for (idempotent); ``timestamps``
+    for a long-running process (``nusec serve``)."""
     level = level_for(verbosity)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter(("%(asctime)s " if timestamps else "") + "%(levelname)s %(name)s: %(message)s")
     )
     handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()

@@ -177,7 +177,8 @@ def command(
         check_startup(config)  # every input proven before anything is created or migrated
         cli = ctx.obj if isinstance(ctx.obj, logs.LogSettings) else logs.LogSettings()
         level = "debug" if cli.verbosity >= 2 else level
-        logs.configure({"debug": 2, "info": 1}.get(level, 0), json_lines=cli.json_lines)
+        verbosity = {"debug": 2, "info": 1}.get(level, 0)
+        logs.configure(verbosity, json_lines=cli.json_lines, timestamps=True)
         serve(config, log_level=level, configure_logging=False)
     except (ConfigError, PkiError) as exc:
         typer.echo(f"nusec serve: {first_line(exc)}", err=True)
