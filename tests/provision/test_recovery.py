@@ -33,7 +33,7 @@ from tests.provision.helpers import (
     service_certificates,
     sim_program_counts,
 )
-from tests.service.conftest import Pki
+from tests.service.conftest import Pki, aborted_requests, wait_for_abort
 
 CERT_ENTRIES = otp.FIELDS["board_cert"].entries
 
@@ -423,7 +423,6 @@ def test_run_killed_mid_upload_does_not_spoil_its_idempotency_key(
     """The process dies after sending part of a POST body: the service keeps the Idempotency-Key
     claimed for the cut-off body. The resume's identical request must still get through."""
     import socket
-    import time
     from urllib.parse import urlsplit
 
     from nusec.provision.client import ServiceClient
@@ -436,9 +435,10 @@ def test_run_killed_mid_upload_does_not_spoil_its_idempotency_key(
         f"POST /v1/boards HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
         f"Content-Length: 64\r\nIdempotency-Key: {key}\r\n\r\n"
     )
+    before = aborted_requests(service)
     with socket.create_connection((url.hostname, url.port)) as raw:
         with tls.ssl_context().wrap_socket(raw, server_hostname=url.hostname) as s:
             s.sendall(head.encode() + b'{"uid": "')  # ... and the process is killed here
-    time.sleep(1.0)
+    wait_for_abort(service, before)  # the service has seen the cut-off body: now the resume
     res = run(service, tls, tmp_path / "j", "sim:mu1")
     assert_provisioned(sim_dir, "mu1", res, pki_files.root_pem, service.url, tls, tmp_path)
