@@ -1,5 +1,6 @@
 """Every command's ``--help`` carries an example of that very command (README: "each has
-``--help`` with examples"): the whole typer tree is walked, groups included."""
+``--help`` with examples"), and takes the global ``-vv``/``--log-json`` after it: the whole typer
+tree is walked, groups included."""
 
 from __future__ import annotations
 
@@ -39,3 +40,10 @@ def test_help_carries_an_example_of_the_command(path: str) -> None:
     assert f"nusec {path}".strip() in example, (
         f"the example of `nusec {path}` does not run it: {example[:200]}"
     )
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p or "nusec" for p in PATHS])
+def test_global_logging_flags_are_accepted_after_every_command(path: str) -> None:
+    result = CliRunner().invoke(app, [*path.split(), "-vv", "--log-json", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "Usage: nusec" in result.output
