@@ -22,7 +22,7 @@ lint: $(STAMP)
 	.venv/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	.venv/bin/mypy nucore pki ceremony nusec nuboard nusim
+	.venv/bin/mypy nucore pki ceremony nusec nuboard nusim tests
 
 # pytest exits 5 when it collects nothing; that is a failure here too (an empty suite proves nothing).
 pytest: native

@@ -2,7 +2,8 @@
 
 Every ``csrc/*.c`` file is compiled into one extension; every ``csrc/*.cdef`` file is
 concatenated into the cffi declarations, so each C module brings its own Python-visible API
-without editing this file. Files under ``csrc/arm/`` are Cortex-M only and are not built here.
+without editing this file. Sub-folders are not built: ``csrc/gen/`` holds the generator of
+``nc_p256_table.c``.
 
 Run directly (``python build.py``) to compile in place into ``nucore/``: this is what
 ``make native`` does, and a compiler error fails the build loudly.

@@ -11,6 +11,7 @@ a record on the token.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ from ceremony.transcript import spki_sha256
 from pki.hsm import KeyPolicy
 from pki.hsm.preflight import require as require_role
 from pki.hsm.roles import write_ceremony_record
+
+log = logging.getLogger(__name__)
 
 #: What the batch KEK must read back as.
 KEK_REQUIRED = {
@@ -134,7 +137,7 @@ def run(
     *,
     rehearsal: bool = False,
     rehearsal_dir: Path | None = None,
-    say: Callable[[str], None] = lambda _m: None,
+    say: Callable[[str], None] = log.info,
 ) -> BatchKeysResult:
     """Run the batch-keys ceremony (module docstring)."""
     config = loaded.config

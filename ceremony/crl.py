@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -47,6 +48,8 @@ from ceremony.transcript import sha256_hex, spki_sha256
 from pki.ca import Issuer
 from pki.ca.crl import RevokedEntry, issue_crl
 from pki.hsm.preflight import require as require_role
+
+log = logging.getLogger(__name__)
 
 _REASONS = Literal[
     "unspecified",
@@ -154,7 +157,7 @@ def run(
     rehearsal: bool = False,
     rehearsal_dir: Path | None = None,
     now: datetime | None = None,
-    say: Callable[[str], None] = lambda _m: None,
+    say: Callable[[str], None] = log.info,
 ) -> CrlResult:
     """Run the CRL ceremony (module docstring)."""
     config = loaded.config

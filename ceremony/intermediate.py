@@ -12,6 +12,7 @@ online anyway, and another intermediate ceremony replaces it if it is lost.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +63,8 @@ from ceremony.transcript import spki_sha256
 from pki.hsm import KeyPolicy
 from pki.hsm.preflight import require as require_role
 from pki.hsm.roles import write_ceremony_record
+
+log = logging.getLogger(__name__)
 
 
 class RootRef(_Strict):
@@ -169,7 +172,7 @@ def run(
     rehearsal: bool = False,
     rehearsal_dir: Path | None = None,
     now: datetime | None = None,
-    say: Callable[[str], None] = lambda _m: None,
+    say: Callable[[str], None] = log.info,
 ) -> IntermediateResult:
     """Run the intermediate ceremony (module docstring)."""
     config = loaded.config

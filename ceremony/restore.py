@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ from ceremony.transcript import TranscriptWriter, file_sha256, spki_sha256, veri
 from pki.hsm import KeyPolicy
 from pki.hsm.preflight import require as require_role
 from pki.hsm.roles import ROOT, write_ceremony_record
+
+log = logging.getLogger(__name__)
 
 RESTORE_TRANSCRIPT = "restore-transcript.jsonl"
 _PROBE = b"nusec ceremony restore: the restored key signs"
@@ -127,7 +130,7 @@ def run_restore(
     *,
     rehearsal: bool = False,
     rehearsal_dir: Path | None = None,
-    say: Say = lambda _m: None,
+    say: Say = log.info,
 ) -> RestoreResult:
     """The restore ceremony from its own reviewed file (``type: restore``)."""
     from ceremony.config import check_duties
@@ -166,7 +169,7 @@ def restore_keys(
     *,
     rehearsal: bool = False,
     rehearsal_dir: Path | None = None,
-    say: Say = lambda _msg: None,
+    say: Say = log.info,
 ) -> RestoreResult:
     """Rebuild the KEK from ``share_files`` and unwrap both CA keys into the config's token.
 

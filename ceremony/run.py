@@ -25,6 +25,7 @@ read back as the CA policy requires. A stale staging folder is wiped and recorde
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import tempfile
 from collections.abc import Callable, Mapping
@@ -53,6 +54,8 @@ from pki.hsm import KeyPairInfo, KeyPolicy
 from pki.hsm.pkcs11 import Pkcs11Backend
 from pki.hsm.preflight import require as require_role
 from pki.hsm.roles import ROOT, ceremony_records, write_ceremony_record
+
+log = logging.getLogger(__name__)
 
 #: Shown to custodians in ``delivery: print`` mode: (share, total, threshold, kek check value).
 ShareSink = Callable[[CustodianShare, int, int, str], None]
@@ -271,7 +274,7 @@ def run_ceremony(
     show_share: ShareSink | None = None,
     acknowledge: Acknowledge | None = None,
     now: datetime | None = None,
-    say: Say = lambda _msg: None,
+    say: Say = log.info,
 ) -> CeremonyResult:
     """Run the whole ceremony described by ``loaded`` (see the module docstring for the steps).
 

@@ -14,6 +14,7 @@ only, and the service refuses a token holding a root key.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+
+log = logging.getLogger(__name__)
 
 MARKER = ".nusec-demo"
 DEFAULT_BOARDS = ("demo-b1", "demo-b2")
@@ -203,6 +206,7 @@ def run_demo(
     service = run_in_background(config, env=env)
     try:
         say(f"    service at {service.url}")
+        log.debug("service at %s on HSM key %s, log %s", service.url, config.hsm_uri, service.log_path)
         sim_dir = workdir / "sim"
         sim_dir.mkdir()
         os.environ["NUSEC_SIM_DIR"] = str(sim_dir)
@@ -221,6 +225,8 @@ def run_demo(
             raise DemoError("; ".join(f"provision {r.probe}: {r.error}" for r in failed))
     finally:
         service.stop()
+        if service.log_path is not None and service.log_path.is_file():
+            shutil.copyfile(service.log_path, workdir / "service.log")  # kept with the artifacts
 
     say("5/5 inspect every board (read back OTP, lock state, certificates; checked against the chain)")
     for r, mode in results:

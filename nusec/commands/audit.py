@@ -8,7 +8,8 @@ JSON file. ``verify`` checks that file with the ICA certificate alone
 matching its row, the last one covering the last row, no silence longer than promised; with
 ``--previous`` an older export must still be contained (rows cut and the service restarted).
 
-Exit codes: 0 verified, 1 error (one ``error:`` line), 3 the log does not verify.
+Exit codes (docs/exit-codes.md): 0 verified, 1 error (one ``error:`` line), 2 bad input, 3 the log
+does not verify.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nusec.commands.failure import fail, first_line, os_error_message
+from nusec.commands.failure import fail, first_line, os_error_message, usage
 
 app = typer.Typer(
     name="audit",
@@ -98,11 +99,17 @@ def export_cmd(
     out: Annotated[Path, typer.Option("--out", help="Export file to write (never overwritten).")],
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line on stdout.")] = False,
 ) -> None:
-    """Export the audit log up to a fresh signed checkpoint (admin certificate)."""
+    """Export the audit log up to a fresh signed checkpoint (admin certificate).
+
+    \b
+    Example:
+      nusec audit export --server https://oem.example:8443 --ca ca-bundle.pem \\
+      --client-cert admin.pem --client-key admin.key --out audit-2026-12-04.json
+    """
     import httpx
 
     if out.exists():
-        fail(f"{out} exists; not overwriting it", json_out)
+        usage(f"{out} exists; not overwriting it", json_out)
     try:
         context = ssl.create_default_context(cafile=str(ca))
         context.load_cert_chain(str(client_cert), str(client_key))
@@ -143,7 +150,13 @@ def verify_cmd(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line on stdout.")] = False,
 ) -> None:
-    """Verify an export offline: chain, checkpoint signatures, coverage, silences (exit 3 if not)."""
+    """Verify an export offline: chain, checkpoint signatures, coverage, silences (exit 3 if not).
+
+    \b
+    Example:
+      nusec audit verify audit-2026-12-04.json --ica-cert ica.pem --previous \\
+      audit-2026-11-27.json
+    """
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -6,9 +6,9 @@ unlocking a board's key agreement are rare, deliberate acts with a reason that l
 audit log; an admin should not need to hand-craft HTTPS requests for them. Everything goes over
 HTTPS with the caller's client certificate, like the desktop tool.
 
-Exit codes: 0 done, 1 error (one ``error:`` line; with ``--json`` a last line
+Exit codes (docs/exit-codes.md): 0 done, 1 error (one ``error:`` line; with ``--json`` a last line
 ``{"ok": false, "error": ...}``), 4 the service refused (its problem ``type`` and ``detail``
-printed; with ``--json`` ``{"ok": false, "status": ..., "problem": ...}``).
+printed; with ``--json`` ``{"ok": false, "status": ..., "problem": ...}``), 2 bad input.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from nusec.commands.failure import fail, first_line, os_error_message
+from nusec.commands.failure import fail, first_line, os_error_message, usage
 
 EXIT_REFUSED = 4
 
@@ -50,7 +50,7 @@ JsonOut = Annotated[bool, typer.Option("--json", help="One JSON line on stdout."
 
 def _uid(text: str, json_out: bool) -> str:
     if not re.fullmatch(r"[0-9A-Fa-f]{24}", text):
-        fail(f"UID {text!r} is not 24 hex digits", json_out)
+        usage(f"UID {text!r} is not 24 hex digits", json_out)
     return text.upper()
 
 
@@ -100,7 +100,13 @@ def status_cmd(
     client_key: ClientKey,
     json_out: JsonOut = False,
 ) -> None:
-    """The board's state and owner (with --json also its step history)."""
+    """The board's state and owner (with --json also its step history).
+
+    \b
+    Example:
+      nusec board status 0123456789ABCDEF01234567 --server https://oem.example:8443 --ca \\
+      ca-bundle.pem --client-cert operator.pem --client-key operator.key --json
+    """
     uid = _uid(uid, json_out)
     doc = _call(server, ca, client_cert, client_key, "GET", f"/v1/boards/{uid}", None, json_out)
     flags = [f for f in ("certificate_revoked", "key_agreement_locked") if doc.get(f)]
@@ -124,14 +130,21 @@ def reissue_cmd(
     json_out: JsonOut = False,
 ) -> None:
     """Admin: certify a new key for the board and revoke its certificate (superseded). Only while
-    the board has no secure-boot key."""
+    the board has no secure-boot key.
+
+    \b
+    Example:
+      nusec board reissue 0123456789ABCDEF01234567 --csr board.csr.pem \\
+        --reason 'key regenerated' --out board.pem --server https://oem.example:8443 --ca ca-bundle.pem \\
+      --client-cert admin.pem --client-key admin.key
+    """
     uid = _uid(uid, json_out)
     try:
         csr_pem = csr.read_text()
     except OSError as exc:
         fail(os_error_message(exc), json_out)
     if out is not None and out.exists():
-        fail(f"{out} exists; not overwriting it", json_out)
+        usage(f"{out} exists; not overwriting it", json_out)
     body = {"csr_pem": csr_pem, "reason": reason}
     doc = _call(
         server, ca, client_cert, client_key, "POST", f"/v1/boards/{uid}/certificate/reissue", body, json_out
@@ -156,7 +169,14 @@ def grant_cmd(
     client_key: ClientKey,
     json_out: JsonOut = False,
 ) -> None:
-    """Admin: let another operator act on the board like its owner."""
+    """Admin: let another operator act on the board like its owner.
+
+    \b
+    Example:
+      nusec board grant 0123456789ABCDEF01234567 --operator bob --reason 'shift change' \\
+      --server https://oem.example:8443 --ca ca-bundle.pem --client-cert admin.pem \\
+      --client-key admin.key
+    """
     uid = _uid(uid, json_out)
     body = {"operator": operator, "reason": reason}
     _call(server, ca, client_cert, client_key, "POST", f"/v1/boards/{uid}/grants", body, json_out)
@@ -173,7 +193,14 @@ def reset_cmd(
     client_key: ClientKey,
     json_out: JsonOut = False,
 ) -> None:
-    """Admin: unlock the board's key agreement after too many wrong key confirmations."""
+    """Admin: unlock the board's key agreement after too many wrong key confirmations.
+
+    \b
+    Example:
+      nusec board reset-key-agreement 0123456789ABCDEF01234567 --reason 'fixture fault' \\
+      --server https://oem.example:8443 --ca ca-bundle.pem --client-cert admin.pem \\
+      --client-key admin.key
+    """
     uid = _uid(uid, json_out)
     body = {"reason": reason}
     doc = _call(

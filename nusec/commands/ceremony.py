@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nusec.commands.failure import fail, first_line, os_error_message
+from nusec.commands.failure import fail, first_line, os_error_message, usage
 
 if TYPE_CHECKING:
     from ceremony.backup import CustodianShare
@@ -26,7 +26,8 @@ app = typer.Typer(
     help=(
         "The offline root key ceremony, driven by one reviewed YAML file.\n\n"
         "Order: `template` -> review -> `validate` -> `run --rehearsal` -> `run` -> `verify`. "
-        "`restore` rebuilds the CA keys in a fresh token from M custodian shares."
+        "`restore` rebuilds the CA keys in a fresh token from M custodian shares.\n\n"
+        "Example: nusec ceremony template > ceremony.yaml && nusec ceremony run ceremony.yaml --rehearsal"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -93,7 +94,10 @@ def validate_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Check the YAML file completely (schema, names, duties, clock vs dates, outputs folder
-    absent) without touching the HSM."""
+    absent) without touching the HSM.
+
+    Example: nusec ceremony validate ceremony.yaml --json
+    """
     from datetime import UTC, datetime
 
     from ceremony.config import check_clock, check_clock_near, check_duties
@@ -204,7 +208,7 @@ def run_cmd(
     from ceremony.run import fingerprint_lines, run_ceremony
 
     if rehearsal_dir is not None and not rehearsal:
-        fail("--rehearsal-dir needs --rehearsal", json_out)
+        usage("--rehearsal-dir needs --rehearsal", json_out)
     with _one_line_errors(json_out):
         any_loaded = load(config)
         other: Any = None
@@ -317,7 +321,10 @@ def verify_cmd(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check the transcript's hash chain, the root key's closing signature, and the outputs on disk."""
+    """Check the transcript's hash chain, the root key's closing signature, and the outputs on disk.
+
+    Example: nusec ceremony verify ceremony-out/transcript.jsonl --root-cert root-ca.pem
+    """
     from ceremony.run import fingerprint_lines
     from ceremony.transcript import verify_transcript
 
@@ -374,7 +381,13 @@ def restore_cmd(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Rebuild the KEK from M shares and unwrap the RootCA/ICA keys into a fresh token."""
+    """Rebuild the KEK from M shares and unwrap the RootCA/ICA keys into a fresh token.
+
+    \b
+    Example:
+      nusec ceremony restore ceremony.yaml --from ceremony-out --share carol.txt --share \\
+      dave.txt --output restore-out --rehearsal
+    """
     from ceremony.config import load_config
     from ceremony.restore import restore_keys
 

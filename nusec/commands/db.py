@@ -36,7 +36,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON line on stdout."
 
 @app.command("upgrade")
 def upgrade_cmd(db_url: DbUrlOpt, json_out: JsonOpt = False) -> None:
-    """Migrate the database to the head revision (creates the tables of a new database)."""
+    """Migrate the database to the head revision (creates the tables of a new database).
+
+    Example: nusec db upgrade --db-url postgresql+psycopg://nusec@db.example/nusec
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     from pki.service.db import current_revision, head_revision, make_engine, upgrade
@@ -60,7 +63,10 @@ def upgrade_cmd(db_url: DbUrlOpt, json_out: JsonOpt = False) -> None:
 
 @app.command("status")
 def status_cmd(db_url: DbUrlOpt, json_out: JsonOpt = False) -> None:
-    """Print the database's revision and whether it is the head (exit 3 if not)."""
+    """Print the database's revision and whether it is the head (exit 3 if not).
+
+    Example: nusec db status --db-url sqlite:///nusec-service.db --json
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     from pki.service.db import current_revision, head_revision, make_engine

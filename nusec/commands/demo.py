@@ -35,6 +35,8 @@ def command(
     Key ceremony on a throwaway SoftHSM2 token, the OEM service on 127.0.0.1 (HTTPS + mutual
     TLS, SQLite), provisioning of simulated Nu-Link3 boards through pyocd, inspection, and a bulk
     OTP batch. Exit 0 only if every stage succeeded.
+
+    Example: nusec demo --workdir demo-out --json
     """
     from nusec.demo import DemoError, run_demo
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+log = logging.getLogger(__name__)
 
 SOFTHSM_PATHS = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
 
@@ -41,13 +44,16 @@ def _softhsm() -> Check:
 
 
 def run_checks() -> list[Check]:
-    return [
+    checks = [
         _native(),
         _softhsm(),
         _tool("openssl", "certificate checks"),
         _tool("arm-none-eabi-gcc", "building the board snippet"),
         _tool("softhsm2-util", "HSM token set-up"),
     ]
+    for c in checks:
+        log.debug("check %s: %s (%s)", c.name, "ok" if c.ok else "missing", c.detail)
+    return checks
 
 
 def command(
@@ -55,7 +61,10 @@ def command(
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
 ) -> None:
-    """Check the native core, SoftHSM2, OpenSSL and the ARM toolchain. Exit 1 if any is missing."""
+    """Check the native core, SoftHSM2, OpenSSL and the ARM toolchain. Exit 1 if any is missing.
+
+    Example: nusec doctor --json
+    """
     checks = run_checks()
     if json_out:
         typer.echo(json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}))

@@ -1,6 +1,7 @@
-"""How a ``nusec`` sub-command fails: one ``error: ...`` line on stderr, exit code 1, and with
-``--json`` a last stdout line ``{"ok": false, "error": ...}``. Shared so every command fails alike
-(scripts parse that last line)."""
+"""How a ``nusec`` sub-command fails: one ``error: ...`` line on stderr, exit code 1 (2 for bad
+command-line input: ``usage``), and with ``--json`` a last stdout line ``{"ok": false, "error":
+...}``. Shared so every command fails alike (scripts parse that last line; the codes are
+``nusec.exit_codes``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from typing import NoReturn
 
 import typer
 
+from nusec.exit_codes import FAILED, USAGE
 
-def fail(message: str, json_out: bool) -> NoReturn:
-    """Report ``message`` as the command's one error line and exit 1."""
+
+def fail(message: str, json_out: bool, code: int = FAILED) -> NoReturn:
+    """Report ``message`` as the command's one error line and exit ``code`` (1: a step failed)."""
     typer.echo(f"error: {message}", err=True)
     if json_out:
         typer.echo(json.dumps({"ok": False, "error": message}))
-    raise typer.Exit(1)
+    raise typer.Exit(code)
+
+
+def usage(message: str, json_out: bool) -> NoReturn:
+    """Bad command-line input, found before anything was changed: one error line, exit 2."""
+    fail(message, json_out, USAGE)
 
 
 def first_line(exc: BaseException) -> str:

@@ -11,7 +11,10 @@ from nusec.commands.failure import first_line
 
 app = typer.Typer(
     name="hsm",
-    help="Check a PKCS#11 module and token before a ceremony, the service or a batch uses it.",
+    help=(
+        "Check a PKCS#11 module and token before a ceremony, the service or a batch uses it.\n\n"
+        "Example: nusec hsm check --uri 'pkcs11:token=nusec-issuing' --role service"
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -25,7 +25,10 @@ def command(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (last line).")] = False,
 ) -> None:
-    """Read back OTP, lock state, certificates and firmware; after the lock, what remains visible."""
+    """Read back OTP, lock state, certificates and firmware; after the lock, what remains visible.
+
+    Example: nusec inspect --probe sim:b1 --ca root-ca.pem --journal nusec-journal
+    """
     from rich.console import Console
     from rich.table import Table
 

@@ -22,7 +22,8 @@ app = typer.Typer(
     help=(
         "Bulk OTP images: `template` and `validate` a batch spec, `build` a batch from it "
         "(resumable; HSM-held KEK), `verify` it offline, "
-        "`show` a batch or one image. See docs/otp-batch.md."
+        "`show` a batch or one image. See docs/otp-batch.md.\n\n"
+        "Example: nusec otp build batch.yaml --out batch-0001 && nusec otp verify batch-0001"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -189,7 +190,10 @@ def build(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Build (or resume) a batch: images, manifest, wrapped keys, and the HSM-signed seal."""
+    """Build (or resume) a batch: images, manifest, wrapped keys, and the HSM-signed seal.
+
+    Example: nusec otp build batch.yaml --out batch-0001 --jobs 2
+    """
     with _errors(json_out):
         from pki.batch import build_batch, ensure_batch_keys, load_spec
         from pki.hsm.pkcs11 import open_backend
@@ -245,7 +249,10 @@ def verify(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify a batch offline: seal signature, every image and line, the Merkle root."""
+    """Verify a batch offline: seal signature, every image and line, the Merkle root.
+
+    Example: nusec otp verify batch-0001 --signer-pub batch-seal.pub.pem
+    """
     with _errors(json_out):
         from pki.batch import OtpBatchError, check_board_key, read_batch_info, verify_batch, verify_one
 
@@ -293,7 +300,10 @@ def show(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show a batch's summary, one board's image (fields, entries), or an image file."""
+    """Show a batch's summary, one board's image (fields, entries), or an image file.
+
+    Example: nusec otp show batch-0001 --index 17 --proof --json
+    """
     with _errors(json_out):
         from nucore import otp
         from pki.batch import image_proof, read_batch_info, read_image, read_line, read_seal

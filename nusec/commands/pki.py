@@ -39,7 +39,8 @@ app = typer.Typer(
         "revocation, CRLs, the list of issued certificates.\n\n"
         "After `nusec ceremony run`: `server-cert` + `operator-cert` -> `nusec serve`; later "
         "`revoke` + `crl` when a board or operator must stop being trusted. PIN: env NUSEC_HSM_PIN "
-        "(or NUSEC_HSM_PIN_FILE, or pin-source= in the URI), never on the command line."
+        "(or NUSEC_HSM_PIN_FILE, or pin-source= in the URI), never on the command line.\n\n"
+        "Example: nusec pki list --db-url sqlite:///nusec-service.db --json"
     ),
     no_args_is_help=True,
     add_completion=False,

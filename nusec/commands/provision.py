@@ -6,7 +6,8 @@ there is one line on stderr and its exit code. Exit codes (docs/provisioning.md)
 failed (I/O), 2 usage, 3 verification failed (forged or inconsistent answer, service not
 authenticated by --ca, firmware that does not boot), 4 board unreachable or no such probe,
 5 OTP conflict or board tampered, 6 service refused/unreachable. With several probes the exit
-code is the highest of the boards'.
+code is the one that most needs a human (``nusec.exit_codes.PROVISION_PRECEDENCE``: 5 before 3
+before 1, 2, and the retries 4 and 6), never a retry hiding a board to set aside.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def command(
     """
     from rich.console import Console
 
+    from nusec.exit_codes import most_urgent
     from nusec.provision.client import TlsConfig
     from nusec.provision.errors import ProvisionError
     from nusec.provision.flow import RunOptions, check_probe_ids, preflight, provision_boards
@@ -121,7 +123,7 @@ def command(
         for r in results:
             if r.error:
                 typer.echo(f"{r.probe}: error: {r.error}", err=True)
-    code = max((r.exit_code for r in results), default=0)
+    code = most_urgent(r.exit_code for r in results)
     if json_out:
         typer.echo(json.dumps({"ok": code == 0, "exit_code": code, "boards": [r.to_json() for r in results]}))
     raise typer.Exit(code)

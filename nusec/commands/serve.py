@@ -1,11 +1,19 @@
-"""``nusec serve``: run the OEM REST service (HTTPS + mutual TLS) in front of the HSM."""
+"""``nusec serve``: run the OEM REST service (HTTPS + mutual TLS) in front of the HSM.
+
+Its settings come from the command line, their environment variables, or a ``--config`` YAML
+file (``nusec serve template`` prints one, ``nusec serve validate FILE`` checks it); an option
+given on the command line or by its environment variable overrides the file.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from nusec.commands.failure import first_line
 
 HELP = """Run the OEM service (HTTPS + mutual TLS): board registration,
 certificates, secure-boot keys, firmware signing, authenticated ECDH.
@@ -13,6 +21,9 @@ API: docs/service-api.md, or GET /openapi.json.
 
 \b
 Needs (checked before anything starts):
+- --config FILE: every setting below in one YAML file (`nusec serve
+  template` prints one; `nusec serve validate FILE` checks it);
+  options on the command line override it.
 - --hsm-uri: pkcs11: URI of the ICA key on the online issuing token
   (it also holds the per-board keys; a token holding a root key is
   refused). Example:
@@ -42,22 +53,44 @@ without --db-url.
 Exit codes: 0 stopped; 2 a start-up check failed (one line naming
 the setting and file: TLS pair, CA files, DB URL or its folder, HSM
 key, port in use). Nothing is created or migrated before they pass.
+
+\b
+Example:
+  nusec serve template > serve.yaml && nusec serve validate serve.yaml
+  NUSEC_HSM_PIN_FILE=pin.txt nusec serve --config serve.yaml --port 9443
 """
 
+app = typer.Typer(
+    name="serve",
+    invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
+#: Where a setting given on the command line came from (click's ParameterSource names; typer may
+#: bring its own click, so compared by name); these override the --config file.
+_EXPLICIT = ("COMMANDLINE", "ENVIRONMENT")
+
+
+@app.callback()
 def command(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML file of settings (`nusec serve template`); options override it."),
+    ] = None,
     hsm_uri: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--hsm-uri", envvar="NUSEC_HSM_URI", help="pkcs11: URI of the ICA key (token=...;object=...)."
         ),
-    ],
+    ] = None,
     root_cert: Annotated[
-        Path, typer.Option("--root-cert", envvar="NUSEC_ROOT_CERT", help="RootCA certificate (PEM).")
-    ],
+        Path | None, typer.Option("--root-cert", envvar="NUSEC_ROOT_CERT", help="RootCA certificate (PEM).")
+    ] = None,
     ica_cert: Annotated[
-        Path, typer.Option("--ica-cert", envvar="NUSEC_ICA_CERT", help="ICA certificate (PEM).")
-    ],
+        Path | None, typer.Option("--ica-cert", envvar="NUSEC_ICA_CERT", help="ICA certificate (PEM).")
+    ] = None,
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -121,45 +154,91 @@ def command(
         int, typer.Option("--refusals-per-minute", help="Refusals audited one by one per client certificate.")
     ] = 20,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="Log level (tracebacks only at debug).")
+        str, typer.Option("--log-level", help="Log level (tracebacks only at debug; -vv: debug).")
     ] = "info",
 ) -> None:
+    if ctx.invoked_subcommand is not None:
+        return  # `nusec serve template` / `validate`: nothing to start
+    from nusec import logs
     from pki.errors import PkiError
     from pki.hsm.roles import check_service_token
-    from pki.service.config import ConfigError, ServiceConfig
+    from pki.service.config import ConfigError
+    from pki.service.config_file import service_config
     from pki.service.server import serve
     from pki.service.startup import check_startup
 
-    config = ServiceConfig(
-        hsm_uri=hsm_uri,
-        root_cert=root_cert,
-        ica_cert=ica_cert,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        db_url=db_url,
-        host=host,
-        port=port,
-        insecure_dev=insecure_dev,
-        max_firmware_bytes=max_firmware_bytes,
-        organization=organization,
-        client_revocation_ttl=client_revocation_ttl,
-        require_recorded_client_certs=require_recorded_client_certs,
-        max_concurrent_uploads=max_concurrent_uploads,
-        body_timeout=body_timeout,
-        idempotency_lease=idempotency_lease,
-        idempotency_retention=idempotency_retention,
-        audit_checkpoint_rows=audit_checkpoint_rows,
-        audit_checkpoint_interval=audit_checkpoint_interval,
-        refusals_per_minute=refusals_per_minute,
-    )
+    given = {k: v for k, v in ctx.params.items() if k != "config_file"}
     try:
+        settings = _merge(ctx, config_file, given)
+        level = str(settings.pop("log_level"))
+        config = service_config(settings)
         config.validate()
-        check_service_token(hsm_uri, root_cert)  # the root key stays offline (docs/ceremony.md)
+        check_service_token(config.hsm_uri, config.root_cert)  # the root key stays offline
         check_startup(config)  # every input proven before anything is created or migrated
-        serve(config, log_level=log_level)
+        cli = ctx.obj if isinstance(ctx.obj, logs.LogSettings) else logs.LogSettings()
+        level = "debug" if cli.verbosity >= 2 else level
+        verbosity = {"debug": 2, "info": 1}.get(level, 0)
+        logs.configure(verbosity, json_lines=cli.json_lines, timestamps=True)
+        serve(config, log_level=level, configure_logging=False)
     except (ConfigError, PkiError) as exc:
-        typer.echo(f"nusec serve: {exc}", err=True)
+        typer.echo(f"nusec serve: {first_line(exc)}", err=True)
         raise typer.Exit(2) from None
 
 
 command.__doc__ = HELP
+
+
+def _merge(ctx: typer.Context, config_file: Path | None, given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults, then the --config file, then what the command line (or its env vars) set."""
+    from pki.service.config_file import read_serve_file
+
+    settings = dict(given)
+    if config_file is not None:
+        from_file = read_serve_file(config_file)
+        for name, value in from_file.items():
+            source = ctx.get_parameter_source(name)
+            if source is None or source.name not in _EXPLICIT:
+                settings[name] = value
+    return settings
+
+
+@app.command("template")
+def template_cmd() -> None:
+    """Print a commented serve config file listing every setting with its default.
+
+    Example: nusec serve template > serve.yaml
+    """
+    from pki.service.config_file import template
+
+    typer.echo(template(), nl=False)
+
+
+@app.command("validate")
+def validate_cmd(
+    config_file: Annotated[Path, typer.Argument(help="The serve YAML file.")],
+    json_out: Annotated[bool, typer.Option("--json", help="End with one JSON object on stdout.")] = False,
+) -> None:
+    """Check a serve config file completely (names, types, ranges, files, PKCS#11 module, PIN
+    source) as `nusec serve --config FILE` would, without opening the HSM or a socket.
+    Exit 0 valid, 2 not (one line naming the field).
+
+    Example: nusec serve validate serve.yaml --json
+    """
+    from pki.service.config import ConfigError
+    from pki.service.config_file import read_serve_file, service_config
+
+    try:
+        settings = read_serve_file(config_file)
+        settings.pop("log_level", None)
+        config = service_config(settings).validate()
+    except ConfigError as exc:
+        typer.echo(f"nusec serve validate: {first_line(exc)}", err=True)
+        if json_out:
+            typer.echo(json.dumps({"ok": False, "error": first_line(exc)}))
+        raise typer.Exit(2) from None
+    if json_out:
+        typer.echo(
+            json.dumps({"ok": True, "config": str(config_file), "host": config.host, "port": config.port})
+        )
+    else:
+        typer.echo(f"{config_file}: ok ({config.host}:{config.port}, {config.db_url})")

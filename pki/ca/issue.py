@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from pki.ca.lint import require_clean_certificate
 from pki.ca.profiles import CertProfile, Role
 from pki.ca.signing import assemble_signed, sign_tbs, throwaway_signing_key
 from pki.errors import CaError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pki.hsm.backend import KeyBackend
@@ -217,6 +220,13 @@ def issue_certificate(
     if lint_log is not None:
         lint_log.extend(("before", str(f)) for f in before)
         lint_log.extend(("after", str(f)) for f in after)
+    log.info(
+        "issued %s certificate serial %x for %s (signed by HSM key %r)",
+        profile.name,
+        cert.serial_number,
+        cert.subject.rfc4514_string(),
+        key_label,
+    )
     return cert
 
 

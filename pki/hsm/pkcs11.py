@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
@@ -73,6 +74,8 @@ from pki.hsm.backend import (
     SecretKeyKind,
 )
 from pki.hsm.uri import Pkcs11Uri, parse_pkcs11_uri, resolve_pin, resolve_so_pin
+
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -432,6 +435,7 @@ class Pkcs11Backend:
         reuse: bool = False,
     ) -> KeyPairInfo:
         what = f"generating key pair {label!r}"
+        log.debug("%s on token %r", what, self.token_label)
         if not label:
             raise HsmError(f"{what}: a key label is required")
         with self._session(what) as session:
@@ -823,6 +827,7 @@ class Pkcs11Backend:
         self, label: str | None = None, *, trusted: bool = False, persistent: bool = True, reuse: bool = False
     ) -> SecretKey:
         what = f"generating KEK {label!r}"
+        log.debug("%s on token %r", what, self.token_label)
         if trusted:
             persistent = False  # a trusted KEK is only ever a session object
         if persistent and not label:
@@ -1052,6 +1057,7 @@ class Pkcs11Backend:
 
     def unwrap_bytes(self, kek: SecretKey, wrapped: bytes) -> bytes:
         what = "unwrapping secret bytes"
+        log.debug("%s (%d wrapped bytes) on token %r into host memory", what, len(wrapped), self.token_label)
         obj = self._unwrap_secret(
             kek,
             wrapped,

@@ -32,7 +32,7 @@ from pki.errors import (
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://nusec.dev/problems/"
 
-log = logging.getLogger("nusec.service")
+log = logging.getLogger(__name__)
 
 
 class Problem(Exception):

@@ -48,6 +48,8 @@ from pki.service.context import ServiceContext
 from pki.service.db import check_migrated, make_engine, make_sessions, upgrade
 
 CONFIG_ENV = "NUSEC_SERVICE_CONFIG"
+#: Log level of the background service process (``run_in_background``): the caller's, at most warning.
+LOG_LEVEL_ENV = "NUSEC_SERVICE_LOG_LEVEL"
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -135,6 +137,7 @@ def uvicorn_server(
         http=ClientCertH11Protocol,
         lifespan="off",
         log_level=log_level,
+        log_config=None,  # uvicorn's records go to the root handlers (text or --log-json)
         access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=5,
@@ -145,7 +148,7 @@ def uvicorn_server(
     return uvicorn.Server(uv)
 
 
-def configure_logging(log_level: str) -> None:
+def _configure_logging(log_level: str) -> None:
     """One line per event on stderr: time, level, logger, message (request ids, error classes;
     never bodies: see ``pki.service.requests``). Tracebacks appear only at ``debug``."""
     logging.basicConfig(
@@ -159,9 +162,11 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def serve(config: ServiceConfig, *, log_level: str = "info") -> None:
-    """Run the service in the foreground until interrupted (``nusec serve``)."""
-    configure_logging(log_level)
+def serve(config: ServiceConfig, *, log_level: str = "info", configure_logging: bool = True) -> None:
+    """Run the service in the foreground until interrupted (``nusec serve``, which sets up the
+    CLI's logging itself: ``configure_logging=False``)."""
+    if configure_logging:
+        _configure_logging(log_level)
     ctx = open_context(config)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
     # found: make that one a SystemExit, so the ``finally`` below still writes the audit's last
@@ -324,6 +329,8 @@ def run_in_background(
 
     log_fd, log_name = tempfile.mkstemp(prefix="nusec-service-", suffix=".log")
     child_env[CONFIG_ENV] = _config_to_json(config)
+    level = min(logging.WARNING, logging.getLogger("pki").getEffectiveLevel())
+    child_env.setdefault(LOG_LEVEL_ENV, logging.getLevelName(level).lower())
     process = subprocess.Popen(
         [sys.executable, "-m", "pki.service.server"],
         env=child_env,
@@ -346,7 +353,7 @@ def main() -> None:
     text = os.environ.get(CONFIG_ENV)
     if not text:
         raise SystemExit(f"{CONFIG_ENV} is not set")
-    serve(config_from_json(text), log_level="warning")
+    serve(config_from_json(text), log_level=os.environ.get(LOG_LEVEL_ENV, "warning"))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ caller's shell, so tests never see each other's tokens or the machine's default 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -37,17 +38,19 @@ def write_pins(token: SoftHsmToken, folder: Path, prefix: str = "") -> None:
         path.chmod(0o600)
 
 
-_ISSUING: dict[tuple[Path, str], SoftHsmToken] = {}
-
-
 def issuing_token(token: SoftHsmToken) -> SoftHsmToken:
     """The issuing (online) token paired with ``token``: ``<label>-iss`` in the same SoftHSM2 dir,
-    made on first use."""
-    key = (token.conf_path, token.label)
-    if key not in _ISSUING:
-        hsm = SoftHsmDir(root=token.conf_path.parent, module_path=token.module_path)
-        _ISSUING[key] = hsm.init_token(f"{token.label}-iss")
-    return _ISSUING[key]
+    made on first use. Its PINs are kept in that test's own SoftHSM2 dir (not in a module-level
+    cache shared by every test that imports this conftest)."""
+    label = f"{token.label}-iss"
+    record = token.conf_path.parent / f"{label}.pins.json"
+    if record.is_file():
+        pins = json.loads(record.read_text())
+        return SoftHsmToken(label, token.conf_path, token.module_path, pins["pin"], pins["so_pin"])
+    made = SoftHsmDir(root=token.conf_path.parent, module_path=token.module_path).init_token(label)
+    record.write_text(json.dumps({"pin": made.pin, "so_pin": made.so_pin}))
+    record.chmod(0o600)
+    return made
 
 
 def config_text(
@@ -119,7 +122,7 @@ def ca_key_attributes(token: SoftHsmToken, label: str) -> dict[str, bool]:
         }
         plain_kek = session.generate_key(KeyType.AES, 256, store=False)
         try:
-            plain_kek.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+            plain_kek.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)  # type: ignore[attr-defined]
             attrs["untrusted_kek_can_wrap"] = True
         except (p11e.KeyNotWrappable, p11e.KeyUnextractable):
             attrs["untrusted_kek_can_wrap"] = False

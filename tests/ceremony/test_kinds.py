@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from cryptography import x509
@@ -20,7 +21,7 @@ from pki.hsm.softhsm import SoftHsmDir, SoftHsmToken
 from tests.ceremony.conftest import issuing_token, nusec, token_objects, write_config
 
 
-def _other(module: object, folder: Path, token: SoftHsmToken, root_pem: Path, **edits: str) -> Path:
+def _other(module: ModuleType, folder: Path, token: SoftHsmToken, root_pem: Path, **edits: str) -> Path:
     """``module``'s template pointed at the test tokens and PIN files in ``folder``."""
     text = (
         template(module.__name__.rsplit(".", 1)[-1].replace("_", "-"))

@@ -23,7 +23,7 @@ def test_help_lists_commands() -> None:
 
 def test_unknown_command_fails() -> None:
     res = run("no-such-command")
-    assert res.returncode != 0
+    assert res.returncode == 2 and "No such command 'no-such-command'" in res.stderr, res.stderr
 
 
 def test_doctor_json() -> None:

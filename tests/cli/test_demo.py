@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,20 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 BIN = Path(sys.executable).parent
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    workdir: Path
+    stdout: str
+    stderr: str
+    doc: dict[str, object]
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One demo at the most verbose level (``-vv``, given after the sub-command)."""
     workdir = tmp_path_factory.mktemp("demo") / "out"
     res = subprocess.run(
-        [str(BIN / "nusec"), "demo", "--workdir", str(workdir), "--batch-count", "64", "--json"],
+        [str(BIN / "nusec"), "demo", "--workdir", str(workdir), "--batch-count", "64", "--json", "-vv"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -26,8 +37,72 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         stdin=subprocess.DEVNULL,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    doc: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
-    return doc
+    return DemoRun(workdir, res.stdout, res.stderr, json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run: DemoRun) -> dict[str, object]:
+    return demo_run.doc
+
+
+#: Where the demo's secrets belong (the token store and its PIN files, the custodian shares, the
+#: TLS key files, the simulated boards' own state); no other file and no output may hold one.
+SECRET_HOMES = ("softhsm/", "ceremony/shares/", "tls/admin.key", "tls/operator.key", "tls/server.key", "sim/")
+
+
+def _forms(secret: bytes) -> list[bytes]:
+    """The ways a secret would show up in a log: raw, hex (both cases), base64, base64url, decimal."""
+    b64 = base64.b64encode(secret)
+    forms = [
+        secret,
+        secret.hex().encode(),
+        secret.hex().upper().encode(),
+        b64,
+        base64.urlsafe_b64encode(secret),
+    ]
+    return [*forms, b64.rstrip(b"="), str(int.from_bytes(secret, "big")).encode()]
+
+
+def test_most_verbose_demo_logs_no_private_key_pin_or_share(demo_run: DemoRun) -> None:
+    read = subprocess.run(
+        [sys.executable, "-m", "tests.cli.demo_secrets", str(demo_run.workdir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    found: dict[str, object] = json.loads(read.stdout)
+    secrets = found["secrets"]
+    pins, shares = found["pins"], found["shares"]
+    assert isinstance(secrets, dict) and isinstance(pins, dict) and isinstance(shares, list)
+    # what was read out: CA keys, backup KEK, TLS keys, 3 boards' identity keys, batch seed/DEK/keys
+    assert len(secrets) >= 2 + 1 + 3 + 3 + 2 + 64 and len(pins) == 4 and len(shares) == 3
+    needles: dict[bytes, str] = {}
+    for name, value in secrets.items():
+        for form in _forms(bytes.fromhex(value)):
+            needles[form] = name
+    for name, pin in pins.items():
+        needles[pin.encode()] = f"PIN {name}"
+    for k, mnemonic in enumerate(shares):
+        words = mnemonic.split()
+        for i in range(len(words) - 3):  # any 4 words in a row of a share
+            needles[" ".join(words[i : i + 4]).encode()] = f"custodian share {k + 1}"
+    needles[b"PRIVATE KEY-----"] = "a PEM private key"
+    # the run really was at DEBUG, the service's log included (else this test proves nothing)
+    service_log = (demo_run.workdir / "service.log").read_text()
+    assert "DEBUG pki.hsm.pkcs11: unwrapping secret bytes" in demo_run.stderr
+    assert "INFO ceremony.run: step 8/8" in demo_run.stderr
+    assert "INFO pki.ca.issue: issued board-identity certificate" in service_log
+    outputs: dict[str, bytes] = {"stdout": demo_run.stdout.encode(), "stderr": demo_run.stderr.encode()}
+    for path in sorted(demo_run.workdir.rglob("*")):
+        rel = path.relative_to(demo_run.workdir).as_posix()
+        if path.is_file() and not rel.startswith(SECRET_HOMES):
+            outputs[rel] = path.read_bytes()
+    assert "service.log" in outputs and len(outputs) > 50
+    leaks = [
+        f"{what} in {where}" for where, data in outputs.items() for n, what in needles.items() if n in data
+    ]
+    assert not leaks, leaks[:10]
 
 
 def test_summary_names_every_artifact(demo: dict[str, object]) -> None:
@@ -125,7 +200,9 @@ def test_demo_refuses_a_foreign_nonempty_folder(tmp_path: Path) -> None:
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
-def test_full_rehearsal_separate_tokens_and_crls(demo: dict[str, object]) -> None:
+def test_full_rehearsal_separate_tokens_and_crls(
+    demo: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The issue's "Done when" rehearsal, as `make demo` runs it: root -> intermediate on the
     issuing token -> root CRL -> batch keys -> service on the issuing token only -> boards ->
     batch built without --create-hsm-keys; checked by openssl -crl_check_all and `verify`."""
@@ -148,21 +225,21 @@ def test_full_rehearsal_separate_tokens_and_crls(demo: dict[str, object]) -> Non
     )  # fmt: skip
     assert res.returncode == 0 and res.stdout.count(": OK") == len(boards), res.stdout + res.stderr
     # Relying parties find the ICA's CRL and certificate from what the service issued.
-    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+    from cryptography.x509.oid import AuthorityInformationAccessOID
 
     from nusec.demo import DEMO_PKI_URL
 
     for b in boards:
         cert = x509.load_pem_x509_certificate(Path(b["board_cert"]).read_bytes())
-        dp = cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+        dp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
         assert [n.value for p in dp for n in p.full_name or []] == [f"{DEMO_PKI_URL}/ica-2.crl"]
-        aia = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
         assert [(d.access_method, d.access_location.value) for d in aia] == [
             (AuthorityInformationAccessOID.CA_ISSUERS, f"{DEMO_PKI_URL}/ica-2.cer")
         ]
     # The token the service and the batch used holds the new ICA and the batch keys, never the root.
     softhsm = Path(str(demo["workdir"])) / "softhsm"
-    os.environ["SOFTHSM2_CONF"] = str(softhsm / "softhsm2.conf")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(softhsm / "softhsm2.conf"))  # restored after this test
     lib = pkcs11.lib("/usr/lib/softhsm/libsofthsm2.so")
     lib.reinitialize()
     pin = (softhsm / "issuing-user.pin").read_text().strip()

@@ -139,3 +139,71 @@ def test_each_batch_format_has_one_owner(fmt: str) -> None:
         if any(isinstance(n, ast.Constant) and n.value == fmt for n in ast.walk(ast.parse(p.read_text())))
     )
     assert owners and all(o.startswith("pki/batch/") for o in owners), owners
+
+
+# --- imports the plain ``import``/``from`` scan above would miss (issue 16) ----------------------
+
+#: ``nusec`` commands that are the OEM side's own tools or run it, so may import ``pki.service``;
+#: every other command is a client of the service and talks to it over HTTP only.
+SERVICE_SIDE_COMMANDS = {"serve", "db", "pki", "audit"}
+
+
+def _hidden_imports(path: Path) -> list[tuple[int, str]]:
+    """Modules reached without an ``import a.b`` line: ``from pki import service`` (the submodule
+    ``pki.service``) and ``importlib.import_module("...")``/``__import__("...")`` string literals."""
+    tree = ast.parse(path.read_text(), str(path))
+    skip = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for stmt in node.body
+        for n in ast.walk(stmt)
+    }
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.extend((node.lineno, f"{node.module}.{a.name}") for a in node.names)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            name = ast.unparse(node.func)
+            if name in ("importlib.import_module", "import_module", "__import__"):
+                found.append((node.lineno, str(node.args[0].value)))
+    return found
+
+
+def _is_service(module: str) -> bool:
+    return module == "pki.service" or module.startswith("pki.service.")
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_upward_import_by_from_import_or_importlib(package: str) -> None:
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} reaches {mod}"
+        for p in _files(package)
+        for line, mod in _hidden_imports(p)
+        if mod.split(".")[0] in FORBIDDEN[package]
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_desktop_flow_and_client_commands_never_reach_the_service() -> None:
+    clients = [p for p in _files("nusec/commands") if p.stem not in SERVICE_SIDE_COMMANDS]
+    assert {"provision", "inspect", "board", "otp", "sim"} <= {p.stem for p in clients}
+    paths = [p for folder in DESKTOP_FLOW for p in _files(folder)] + clients
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} reaches {mod}"
+        for p in paths
+        for line, mod in [*_imports(p), *_hidden_imports(p)]
+        if _is_service(mod)
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_hidden_import_checker_sees_them(tmp_path: Path) -> None:
+    sample = tmp_path / "x.py"
+    sample.write_text(
+        "import importlib\nfrom pki import service\ndef f():\n    importlib.import_module('nusec.cli')\n"
+        "    __import__('pki.service.app')\n"
+    )
+    assert {(2, "pki.service"), (4, "nusec.cli"), (5, "pki.service.app")} <= set(_hidden_imports(sample))

@@ -200,7 +200,8 @@ def test_server_cert_is_a_tls_server_certificate_openssl_accepts(ca: Ca, deploye
     ok = verify(ca, cert_path, "-purpose", "sslserver")
     assert ok.returncode == 0 and ": OK" in ok.stdout, ok.stdout + ok.stderr
     # serverAuth only: openssl refuses it as a client certificate (the purpose check is real).
-    assert verify(ca, cert_path, "-purpose", "sslclient").returncode != 0
+    refused = verify(ca, cert_path, "-purpose", "sslclient")
+    assert refused.returncode == 2 and "unsuitable certificate purpose" in refused.stdout + refused.stderr
     assert key_path.stat().st_mode & 0o777 == 0o600
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     key = serialization.load_pem_private_key(key_path.read_bytes(), None)
@@ -215,7 +216,9 @@ def test_operator_cert_is_a_tls_client_certificate_openssl_accepts(ca: Ca, deplo
         path = deployed.alice / f"{stem}.pem"
         ok = verify(ca, path, "-purpose", "sslclient")
         assert ok.returncode == 0 and ": OK" in ok.stdout, ok.stdout + ok.stderr
-        assert verify(ca, path, "-purpose", "sslserver").returncode != 0
+        refused = verify(ca, path, "-purpose", "sslserver")
+        assert refused.returncode == 2
+        assert "unsuitable certificate purpose" in refused.stdout + refused.stderr
         assert (deployed.alice / f"{stem}.key").stat().st_mode & 0o777 == 0o600
         cert = x509.load_pem_x509_certificate(path.read_bytes())
         ou = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
@@ -264,7 +267,7 @@ def test_revoke_then_crl_rejects_the_revoked_board_and_accepts_another(
     assert format(bad_serial, "x") in doc["serials"]  # type: ignore[operator]
 
     rejected = verify(ca, bad_pem, "-crl_check", "-CRLfile", crl_pem)
-    assert rejected.returncode != 0
+    assert rejected.returncode == 2
     assert "certificate revoked" in rejected.stdout + rejected.stderr
     accepted = verify(ca, good_pem, "-crl_check", "-CRLfile", crl_pem)
     assert accepted.returncode == 0 and ": OK" in accepted.stdout, accepted.stdout + accepted.stderr

@@ -60,7 +60,8 @@ def test_board_certificate_verifies_with_openssl(chain: Chain) -> None:
 def test_openssl_rejects_board_certificate_without_the_ica(chain: Chain) -> None:
     board_pem = chain.write("board.pem", issue_board_certificate(chain.ica, UID, p256_public()))
     res = openssl("verify", "-CAfile", chain.root_pem, board_pem)
-    assert res.returncode != 0
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "unable to get local issuer certificate" in res.stdout + res.stderr
 
 
 def test_every_profile_passes_pkilint_cli(chain: Chain) -> None:

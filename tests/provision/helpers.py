@@ -21,8 +21,9 @@ from nusec.provision.client import TlsConfig
 from nusec.provision.otp_writer import ProgramLog
 from nusec.provision.report import Event, ProvisionResult
 from tests.provision.conftest import BoardFile
+from tests.tools import tool
 
-IMGTOOL = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "imgtool"
+IMGTOOL = tool("imgtool")
 ARLOCK_OFF = 0x34
 
 

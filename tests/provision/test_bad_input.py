@@ -22,9 +22,10 @@ from pki.service.server import ServiceHandle
 from tests.provision.conftest import FIRMWARE
 from tests.provision.forge import look_alike_root_pem
 from tests.service.conftest import Pki
+from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
-IMGTOOL = ROOT / ".venv" / "bin" / "imgtool"
+IMGTOOL = tool("imgtool")
 DOC = ROOT / "docs" / "provisioning.md"
 
 

@@ -257,8 +257,7 @@ def _arm_batch_kill(
 ) -> Callable[[Event], None]:
     """``test_flow._arm_kill`` with this batch's transfer counts; in batch mode the ``sb_key`` step's
     service call is the key import, so that is the answer lost there."""
-    mp.setattr(test_flow, "REFERENCE_TRANSFERS", transfers)
-    on_event = test_flow._arm_kill(step, mp, links)
+    on_event = test_flow._arm_kill(step, mp, links, transfers)
     if step == "sb_key":
         real = client_mod.ServiceClient.import_secure_boot_key
 

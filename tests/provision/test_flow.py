@@ -89,10 +89,11 @@ LINK_DROP_FRACTION = {
 
 
 def _arm_kill(
-    step: str, monkeypatch: pytest.MonkeyPatch, links: list[link.SwdLink]
+    step: str, monkeypatch: pytest.MonkeyPatch, links: list[link.SwdLink], transfers: dict[str, int]
 ) -> Callable[[Event], None]:
     """Make the run die inside ``step``: after the service answered (answer lost), after the
-    board acted (reset, ECDH), or by dropping the probe link in the middle of the step's writes."""
+    board acted (reset, ECDH), or by dropping the probe link in the middle of the step's writes
+    (``transfers``: an undisturbed run's transfers per step, so the drop lands mid-step)."""
     in_step: list[str] = []
     if step in NETWORK_CALL:
         name = NETWORK_CALL[step]
@@ -116,7 +117,7 @@ def _arm_kill(
 
         monkeypatch.setattr(Journal, "save_artifact", saved_then_killed)
     elif step == "lock":
-        real_lock = flow.enable_secure_lock
+        real_lock = flow.enable_secure_lock  # type: ignore[attr-defined]  # the name the flow calls
 
         def lock_then_killed(*a: Any, **kw: Any) -> None:
             real_lock(*a, **kw)
@@ -153,7 +154,7 @@ def _arm_kill(
             in_step.append(step)
         if ev.kind == "step_start" and ev.step == step and step in LINK_DROP_FRACTION:
             board = links[-1].session.probe.board  # type: ignore[union-attr]
-            budget = REFERENCE_TRANSFERS.get(step, 200)
+            budget = transfers[step]
             board.faults.drop_link_after = board.faults.transfers + max(
                 1, int(budget * LINK_DROP_FRACTION[step])
             )
@@ -161,18 +162,28 @@ def _arm_kill(
     return on_event
 
 
-#: Transfers per SWD step in an undisturbed run (measured by ``test_reference_transfers``).
-REFERENCE_TRANSFERS: dict[str, int] = {}
-
-
-def test_reference_transfers(service: ServiceHandle, tls: TlsConfig, sim_dir: Path, tmp_path: Path) -> None:
-    """One clean run, counting the simulator's transfers per step (so kills land mid-step)."""
+@pytest.fixture(scope="module")
+def reference_transfers(
+    service: ServiceHandle, pki_files: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, int]:
+    """Transfers per SWD step of one undisturbed run, measured once per module (a fixture, not
+    a module global filled by whichever test ran first)."""
+    tmp = tmp_path_factory.mktemp("ref")
+    tls = TlsConfig(pki_files.operator_cert, pki_files.operator_key, pki_files.chain_pem)
     with pytest.MonkeyPatch.context() as mp:
+        (tmp / "sim").mkdir()
+        mp.setenv("NUSEC_SIM_DIR", str(tmp / "sim"))
+        mp.setenv("NUSEC_SIM_FSYNC", "0")
+        mp.delenv("NUSEC_SIM_FAULTS", raising=False)
         on_event, counts = count_step_transfers(mp)
-        res = run(service, tls, tmp_path / "j", "sim:ref", on_event)
-    REFERENCE_TRANSFERS.update(counts)
+        res = run(service, tls, tmp / "j", "sim:ref", on_event)
     assert res.ok, res.error
-    assert all(REFERENCE_TRANSFERS[s] > 0 for s in LINK_DROP_FRACTION)
+    return counts
+
+
+def test_reference_transfers(reference_transfers: dict[str, int]) -> None:
+    """The clean run touched the board in every step a link drop is aimed at."""
+    assert all(reference_transfers[s] > 0 for s in LINK_DROP_FRACTION)
 
 
 @pytest.mark.parametrize("step", STEP_IDS)
@@ -185,12 +196,13 @@ def test_kill_at_step_then_resume(
     pki_files: Pki,
     monkeypatch: pytest.MonkeyPatch,
     otp_programs: dict[int, int],
+    reference_transfers: dict[str, int],
 ) -> None:
     board = f"k{STEP_IDS.index(step)}"
     journal = tmp_path / "j"
     links: list[link.SwdLink] = []
     with monkeypatch.context() as mp:
-        on_event = _arm_kill(step, mp, links)
+        on_event = _arm_kill(step, mp, links, reference_transfers)
         try:
             first = run(service, tls, journal, f"sim:{board}", on_event)
         except Killed:
@@ -305,12 +317,14 @@ def test_lost_journal_costs_time_not_a_double_burn(
     pki_files: Pki,
     monkeypatch: pytest.MonkeyPatch,
     otp_programs: dict[int, int],
+    reference_transfers: dict[str, int],
 ) -> None:
     import shutil
 
     links: list[link.SwdLink] = []
     with monkeypatch.context() as mp:
-        on_event = _arm_kill("sb_key", mp, links)  # RootCA/ICA and board certificate are in OTP
+        # RootCA/ICA and board certificate are in OTP
+        on_event = _arm_kill("sb_key", mp, links, reference_transfers)
         with pytest.raises(Killed):
             run(service, tls, tmp_path / "j", "sim:lj1", on_event)
         for lk in links:

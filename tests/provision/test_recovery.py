@@ -33,7 +33,7 @@ from tests.provision.helpers import (
     service_certificates,
     sim_program_counts,
 )
-from tests.service.conftest import Pki
+from tests.service.conftest import Pki, aborted_requests, wait_for_abort
 
 CERT_ENTRIES = otp.FIELDS["board_cert"].entries
 
@@ -297,7 +297,7 @@ def _non_utf8_line(p: Path) -> None:
     p.write_bytes(b"".join(lines[:2]) + b"\xff\xfe\x00 not json \x80\n" + b"".join(lines[2:]))
 
 
-DAMAGE: dict[str, tuple[str, str, Callable[[Path], None]]] = {
+DAMAGE: dict[str, tuple[str, str, Callable[[Path], object]]] = {
     "journal-non-utf8": ("sb_key", "journal.jsonl", _non_utf8_line),
     "garbage-csr": (
         "csr",
@@ -357,7 +357,6 @@ def test_disk_full_is_one_line_naming_the_path_then_resume_finishes(
 ) -> None:
     """ENOSPC injected at the system call that appends to the OTP program log (the file that grows
     during the irreversible steps), in the middle of ``otp_ca``."""
-    from nusec.provision import appendlog
 
     real_write = os.write
     calls = {"n": 0}
@@ -370,7 +369,7 @@ def test_disk_full_is_one_line_naming_the_path_then_resume_finishes(
         return real_write(fd, data)
 
     with monkeypatch.context() as mp:
-        mp.setattr(appendlog.os, "write", full_disk_write)
+        mp.setattr(os, "write", full_disk_write)  # the os module appendlog writes through
         res = run(service, tls, tmp_path / "j", "sim:df1")
     log_path = tmp_path / "j" / uid_of("df1") / "otp_program_log.jsonl"
     assert res.exit_code == 1 and res.steps[-1].id == "otp_ca"
@@ -424,7 +423,6 @@ def test_run_killed_mid_upload_does_not_spoil_its_idempotency_key(
     """The process dies after sending part of a POST body: the service keeps the Idempotency-Key
     claimed for the cut-off body. The resume's identical request must still get through."""
     import socket
-    import time
     from urllib.parse import urlsplit
 
     from nusec.provision.client import ServiceClient
@@ -437,9 +435,10 @@ def test_run_killed_mid_upload_does_not_spoil_its_idempotency_key(
         f"POST /v1/boards HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
         f"Content-Length: 64\r\nIdempotency-Key: {key}\r\n\r\n"
     )
+    before = aborted_requests(service)
     with socket.create_connection((url.hostname, url.port)) as raw:
         with tls.ssl_context().wrap_socket(raw, server_hostname=url.hostname) as s:
             s.sendall(head.encode() + b'{"uid": "')  # ... and the process is killed here
-    time.sleep(1.0)
+    wait_for_abort(service, before)  # the service has seen the cut-off body: now the resume
     res = run(service, tls, tmp_path / "j", "sim:mu1")
     assert_provisioned(sim_dir, "mu1", res, pki_files.root_pem, service.url, tls, tmp_path)

@@ -19,8 +19,9 @@ from nusec.provision.errors import VerificationError
 from nusec.provision.firmware import verify_mcuboot_image
 from nusec.provision.journal import Journal, JournalError
 from pki.ca.profiles import board_subject
+from tests.tools import tool
 
-IMGTOOL = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "imgtool"
+IMGTOOL = tool("imgtool")
 UID = bytes.fromhex("00112233445566778899AABB")
 
 
@@ -114,7 +115,7 @@ def _ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 
 def _issue(
     issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], subject: x509.Name, pub: object, ca: bool
-):  # type: ignore[no-untyped-def]
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder().subject_name(subject).issuer_name(issuer[1].subject).public_key(pub)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ operator certificates issued by that ICA (pki.ca profiles), and the real service
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from pki.hsm import KeyBackend
 from pki.hsm.softhsm import SoftHsmDir, SoftHsmToken
 from pki.service.config import ServiceConfig
 from pki.service.credentials import issue_service_credentials
-from pki.service.server import ServiceHandle, run_in_background
+from pki.service.server import LOG_LEVEL_ENV, ServiceHandle, run_in_background
 from tests.service.client import ServiceClient
 
 TOKEN_LABEL = "nusec-svc-test"
@@ -178,14 +179,31 @@ def pki_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
 
 @contextmanager
 def running_service(pki: Pki) -> Iterator[ServiceHandle]:
-    """The real service for ``pki`` on 127.0.0.1; stopped, and its log removed, on the way out."""
-    handle = run_in_background(pki.config(), env=pki.token.environ(), migrate=True)
+    """The real service for ``pki`` on 127.0.0.1; stopped, and its log removed, on the way out. It
+    logs at info, so tests can wait for the events they depend on (``wait_for_abort``)."""
+    env = {**pki.token.environ(), LOG_LEVEL_ENV: "info"}
+    handle = run_in_background(pki.config(), env=env, migrate=True)
     try:
         yield handle
     finally:
         handle.stop()
         if handle.log_path is not None:
             handle.log_path.unlink(missing_ok=True)
+
+
+def aborted_requests(handle: ServiceHandle) -> int:
+    """How many requests the service has logged as aborted (a body cut short) so far."""
+    assert handle.log_path is not None
+    return handle.log_path.read_text().count("request aborted:")
+
+
+def wait_for_abort(handle: ServiceHandle, before: int) -> None:
+    """Return once the service has logged one more aborted request than ``before``: the event the
+    checks below depend on, instead of a sleep that hopes the server got there first."""
+    deadline = time.monotonic() + 30
+    while aborted_requests(handle) <= before:
+        assert time.monotonic() < deadline, "the service never logged the aborted request"
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")

@@ -244,7 +244,9 @@ def test_firmware_is_signed_in_mcuboot_format_that_imgtool_accepts(
     assert response.headers["x-image-version"] == "1.4.2+9"
     other = _certified(operator)
     other_sb = operator.secure_boot_key(other.uid_hex)
-    assert imgtool_verify(response.content, other_sb["public_key_pem"], tmp_path).returncode != 0
+    refused = imgtool_verify(response.content, other_sb["public_key_pem"], tmp_path)
+    assert refused.returncode == 1, refused.stdout
+    assert "No signature found for the given key" in refused.stdout
     assert operator.status(board.uid_hex)["state"] == "firmware_signed"
 
 

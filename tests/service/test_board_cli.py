@@ -79,7 +79,8 @@ def test_refusals_and_bad_input(
     assert res.returncode == 4 and "role-forbidden" in res.stderr
     assert _last(res)["status"] == 403
     res = board_cli(service, pki_files, "grant", "not-a-uid", "--operator", "dave", "--reason", "why not")
-    assert res.returncode == 1 and res.stderr.startswith("error: ") and len(res.stderr.splitlines()) == 1
+    assert res.returncode == 2 and len(res.stderr.splitlines()) == 1  # usage (docs/exit-codes.md)
+    assert res.stderr == "error: UID 'not-a-uid' is not 24 hex digits\n"
     res = board_cli(
         service, pki_files, "reissue", run.uid, "--csr", "/nonexistent.pem", "--reason", "missing"
     )

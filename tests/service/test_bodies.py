@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from pki.service.config import DEFAULT_MAX_CONCURRENT_UPLOADS, upload_memory_bound
-from pki.service.server import ServiceHandle, run_in_background
+from pki.service.server import LOG_LEVEL_ENV, ServiceHandle, run_in_background
 from tests.service.board import Board
 from tests.service.client import ServiceClient, tls_context
-from tests.service.conftest import Pki
+from tests.service.conftest import Pki, aborted_requests, wait_for_abort
 from tests.service.firmware_util import cortex_m_firmware
 
 MAX_FIRMWARE = 2 * 1024 * 1024
@@ -41,11 +41,18 @@ def send_cut_short(service_url: str, pki: Pki, head: str, body: bytes, declared:
         with context.wrap_socket(raw, server_hostname=url.hostname) as tls:
             request = head.replace("\n", "\r\n") + f"Content-Length: {declared}\r\n\r\n"
             tls.sendall(request.encode() + body)
-            time.sleep(0.3)  # let the server read what arrived before the connection drops
             try:
                 tls.unwrap()
             except (OSError, ssl.SSLError):
                 pass
+
+
+@pytest.fixture(scope="module")
+def big_operator(big_service: ServiceHandle, pki_files: Pki) -> Iterator[ServiceClient]:
+    with ServiceClient(
+        big_service.url, pki_files.chain_pem, pki_files.operator_cert, pki_files.operator_key
+    ) as c:
+        yield c
 
 
 def _firmware_ready(operator: ServiceClient) -> Board:
@@ -57,8 +64,9 @@ def _firmware_ready(operator: ServiceClient) -> Board:
 
 
 def test_firmware_body_cut_short_is_not_signed_and_the_retry_succeeds(
-    service: ServiceHandle, pki_files: Pki, operator: ServiceClient
+    big_service: ServiceHandle, pki_files: Pki, big_operator: ServiceClient
 ) -> None:
+    service, operator = big_service, big_operator
     board = _firmware_ready(operator)
     key = str(uuid.uuid4())
     image = cortex_m_firmware(100_000)
@@ -66,8 +74,9 @@ def test_firmware_body_cut_short_is_not_signed_and_the_retry_succeeds(
         f"POST /v1/boards/{board.uid_hex}/firmware HTTP/1.1\nHost: 127.0.0.1\n"
         f"Content-Type: application/octet-stream\nIdempotency-Key: {key}\n"
     )
+    before = aborted_requests(service)
     send_cut_short(service.url, pki_files, head, image[:50_000], declared=len(image))
-    time.sleep(0.5)
+    wait_for_abort(service, before)
     status = operator.status(board.uid_hex)
     assert status["state"] == "secure_boot_key", status
     assert all(step["step"] != "firmware_signed" for step in status["steps"])
@@ -83,16 +92,18 @@ def test_firmware_body_cut_short_is_not_signed_and_the_retry_succeeds(
 
 
 def test_json_body_cut_short_registers_nothing_and_the_retry_succeeds(
-    service: ServiceHandle, pki_files: Pki, operator: ServiceClient
+    big_service: ServiceHandle, pki_files: Pki, big_operator: ServiceClient
 ) -> None:
+    service, operator = big_service, big_operator
     board = Board()
     key = str(uuid.uuid4())
     body = json.dumps({"uid": board.uid_hex}).encode() + b" " * 200  # the prefix alone is valid JSON
     head = (
         f"POST /v1/boards HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\nIdempotency-Key: {key}\n"
     )
+    before = aborted_requests(service)
     send_cut_short(service.url, pki_files, head, body[:100], declared=len(body))
-    time.sleep(0.5)
+    wait_for_abort(service, before)
     assert operator.http.get(f"/v1/boards/{board.uid_hex}").status_code == 404
 
     retry = operator.http.post(
@@ -112,7 +123,8 @@ def big_service(pki_files: Pki) -> Iterator[ServiceHandle]:
         db_url=f"sqlite:///{pki_files.dir / 'bodies.db'}",
         body_timeout=BODY_TIMEOUT,
     )
-    handle = run_in_background(config, env=pki_files.token.environ(), migrate=True)
+    env = {**pki_files.token.environ(), LOG_LEVEL_ENV: "info"}  # aborted requests are logged at info
+    handle = run_in_background(config, env=env, migrate=True)
     try:
         yield handle
     finally:

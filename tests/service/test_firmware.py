@@ -69,13 +69,16 @@ def test_raw_firmware_signed_image_passes_imgtool(key: ec.EllipticCurvePrivateKe
 def test_other_key_is_rejected_by_imgtool(key: ec.EllipticCurvePrivateKey, tmp_path: Path) -> None:
     signed = _sign(key, cortex_m_firmware())
     other = ec.generate_private_key(ec.SECP256R1())
-    assert imgtool_verify(signed.image, _pub(other)[1], tmp_path).returncode != 0
+    refused = imgtool_verify(signed.image, _pub(other)[1], tmp_path)
+    assert refused.returncode == 1, refused.stdout
+    assert "No signature found for the given key" in refused.stdout
 
 
 def test_flipped_byte_is_rejected_by_imgtool(key: ec.EllipticCurvePrivateKey, tmp_path: Path) -> None:
     image = bytearray(_sign(key, cortex_m_firmware()).image)
     image[firmware.DEFAULT_HEADER_SIZE + 100] ^= 1
-    assert imgtool_verify(bytes(image), _pub(key)[1], tmp_path).returncode != 0
+    refused = imgtool_verify(bytes(image), _pub(key)[1], tmp_path)
+    assert refused.returncode == 1 and "Image has an invalid hash" in refused.stdout, refused.stdout
 
 
 def test_imgtool_unsigned_image_is_accepted_and_keeps_its_header(

@@ -36,7 +36,7 @@ def test_migrations_create_exactly_the_models(tmp_path: Path) -> None:
     } <= tables
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        diffs = [d for d in compare_metadata(ctx, [ServiceBase.metadata, PkiBase.metadata])]
+        diffs = list(compare_metadata(ctx, [ServiceBase.metadata, PkiBase.metadata]))  # type: ignore[arg-type]
         assert diffs == [], diffs
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 

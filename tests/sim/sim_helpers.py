@@ -14,9 +14,10 @@ from pyocd.core.helpers import ConnectHelper
 from pyocd.core.session import Session
 
 from nusim import clk, fmc, keystore, memmap, sysctl
+from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
-PYOCD = ROOT / ".venv" / "bin" / "pyocd"
+PYOCD = tool("pyocd")
 
 
 def sim_env() -> dict[str, str]:
@@ -113,4 +114,4 @@ def cri_for(pub_xy: bytes, cn: str = "NuLink3 test") -> bytes:
             "attributes": [],
         }
     )
-    return info.dump()
+    return bytes(info.dump())

@@ -8,6 +8,7 @@ the provisioning flow does not burn slots 0/1 yet, see docs/sim-board.md)."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def tlv(image: bytes, kind: int) -> int:
     while True:
         k, n = struct.unpack_from("<HH", image, off)
         if k == kind:
-            return off + 4
+            return int(off + 4)
         off += 4 + n
 
 
@@ -111,7 +112,9 @@ def test_rom_nubl2_app(tmp_path: Path, chain: Chain) -> None:
         assert ("sys.unlock", "SYS_REGLCTL unlocked (59h 16h 88h) by the cpu") in board.trace  # NuBL2's ISP
 
 
-ROM_STAGE = {
+Change = tuple[Callable[["Chain"], bytes], BootFailReason]
+
+ROM_STAGE: dict[str, Change] = {
     "nubl2_code": (lambda c: flip(c.nubl2, 0x400 + 0x100), BootFailReason.BAD_HASH),
     "nubl2_keyhash": (lambda c: flip(c.nubl2, tlv(c.nubl2, 0x01) + 3), BootFailReason.BAD_KEYHASH),
     "nubl2_signature": (lambda c: flip(c.nubl2, tlv(c.nubl2, 0x22) + 20), BootFailReason.BAD_SIGNATURE),
@@ -128,7 +131,7 @@ def test_one_byte_change_in_nubl2_stops_the_rom(tmp_path: Path, chain: Chain, wh
         assert board.state is CoreState.LOCKUP
 
 
-APP_STAGE = {
+APP_STAGE: dict[str, Change] = {
     "app_code": (lambda c: flip(c.app, 0x400 + 0x80), BootFailReason.BAD_HASH),
     "app_keyhash": (lambda c: flip(c.app, tlv(c.app, 0x01)), BootFailReason.BAD_KEYHASH),
     "app_signature": (lambda c: flip(c.app, tlv(c.app, 0x22) + 30), BootFailReason.BAD_SIGNATURE),
@@ -141,7 +144,7 @@ def _nubl2_refusal(board: Board) -> BootFailReason:
     with pytest.raises(BoardBootFailed) as exc:
         BoardChannel(UartLink(board, timeout=2.0)).version()
     assert board.debug.vtor == layout.NUBL2_BASE + layout.NUBL2_HEADER_SIZE  # never handed over
-    return exc.value.reason
+    return BootFailReason(exc.value.reason)
 
 
 @pytest.mark.parametrize("where", sorted(APP_STAGE))

@@ -109,7 +109,8 @@ def test_keyhash_of_another_key_is_refused_as_the_host_refuses_it(
 ) -> None:
     """The ROM checks KEYHASH as ``nusec.provision.firmware.verify_mcuboot_image`` does: an image
     whose KEYHASH names another key stops with BAD_KEYHASH even though its signature verifies."""
-    from nusec.provision.firmware import VerificationError, verify_mcuboot_image
+    from nusec.provision.errors import VerificationError
+    from nusec.provision.firmware import verify_mcuboot_image
 
     start, length = tlv_offsets(signed)[0x01]
     assert length == 32

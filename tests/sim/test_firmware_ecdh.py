@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nuboard.protocol import Status
+from nucore.p256 import signature_from_der as raw_sig
 from nusec.board.channel import BoardChannel, BoardError
 from nusim import keystore, memmap
 from nusim.board import Board, CoreState
@@ -27,7 +28,6 @@ from tests.sim.firmware_board import (
     imgtool_sign,
     make_identity_key,
     program,
-    raw_sig,
     write_key_pem,
 )
 from tests.sim.sim_helpers import ks_wait

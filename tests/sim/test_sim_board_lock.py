@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +76,7 @@ def test_pyocd_session_and_uart_server_never_run_the_core_at_once(booting_board:
         active = 0
         overlap = 0
         runners: set[str] = set()
+        unlocked: list[str] = []
         guard = threading.Lock()
         real_run = board.cpu.run
 
@@ -86,8 +86,11 @@ def test_pyocd_session_and_uart_server_never_run_the_core_at_once(booting_board:
                 active += 1
                 overlap = max(overlap, active)
                 runners.add(threading.current_thread().name)
+            # Deterministic, not a widened race window: every run of the core happens with the
+            # board lock held by the thread that runs it.
+            if not board.lock._is_owned():  # CPython's RLock
+                unlocked.append(threading.current_thread().name)
             try:
-                time.sleep(0.0005)  # widen the window a racing thread would hit
                 result: RunResult = real_run(n)
                 return result
             finally:
@@ -117,5 +120,6 @@ def test_pyocd_session_and_uart_server_never_run_the_core_at_once(booting_board:
             t.join(timeout=30)
         assert not errors, errors
         assert answers == ["nusec-ref-fw"] * 5
+        assert not unlocked, f"the core ran without the board lock in {sorted(set(unlocked))}"
         assert overlap == 1
         assert "MainThread" in runners and f"uart-{booting_board}" in runners

@@ -77,7 +77,9 @@ def test_gdbserver_answers_remote_protocol(sim_dir: Path) -> None:
             sock.settimeout(15)
             sock.sendall(_packet("qSupported:multiprocess+"))
             data = b""
-            while b"PacketSize" not in data or not data.rstrip().endswith(tuple(b"0123456789abcdef")):
+            while b"PacketSize" not in data or not data.rstrip().endswith(
+                tuple(bytes([c]) for c in b"0123456789abcdef")
+            ):
                 chunk = sock.recv(4096)
                 assert chunk, "gdbserver closed the connection"
                 data += chunk

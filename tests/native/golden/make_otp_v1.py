@@ -65,7 +65,7 @@ def build() -> dict[str, object]:
             "ica_cert": ica_der,
             "board_cert": bcert,
         }
-        img = reference_pack(**inputs, policy=3, flags=flags)  # type: ignore[arg-type]
+        img = reference_pack(**inputs, policy=3, flags=flags)
         vectors.append(
             {
                 "name": name,
