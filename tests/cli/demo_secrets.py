@@ -97,7 +97,6 @@ def _token_keys(pins: dict[str, str], secrets: dict[str, str]) -> tuple[int, str
 
 def _batch_keys(workdir: Path, token_label: str, pin: str, secrets: dict[str, str]) -> None:
     from pki.batch.batchdir import read_batch, read_line
-
     from pki.hsm.pkcs11 import open_backend
 
     info = read_batch(workdir / "batch")
