@@ -29,7 +29,7 @@ from nusec.provision.steps import STEP_IDS  # noqa: E402
 from pki.service.server import run_in_background  # noqa: E402
 from tests.service.conftest import make_pki  # noqa: E402
 
-FIRMWARE = ROOT / "nusec" / "board" / "bin" / "firmware.bin"
+FIRMWARE = ROOT / "nusec" / "board" / "bin" / "firmware_bl2.bin"
 
 
 def probe_rate(n: int = 2000) -> float:

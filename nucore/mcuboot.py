@@ -19,6 +19,11 @@ import struct
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
 IMAGE_MAGIC: Final = 0x96F3_B83D
 HEADER_SIZE: Final = 32
 TLV_INFO_MAGIC: Final = 0x6907
@@ -31,7 +36,7 @@ TLV_ECDSA_SIG: Final = 0x22
 _HEADER = struct.Struct("<IIHHIIBBHII")
 _TLV = struct.Struct("<HH")
 
-Part = Literal["magic", "header", "tlv"]
+Part = Literal["magic", "header", "tlv", "hash", "keyhash", "signature"]
 
 
 class McubootError(ValueError):
@@ -145,6 +150,30 @@ def parse(data: bytes) -> Image:
 def signed_digest(data: bytes, image: Image) -> bytes:
     """SHA-256 of what the signature covers: header, body and protected TLVs."""
     return hashlib.sha256(data[: image.signed_end]).digest()
+
+
+def verify(data: bytes, key: ec.EllipticCurvePublicKey, *, require_keyhash: bool = False) -> Image:
+    """The image, parsed, once its SHA256 TLV, KEYHASH (SHA-256 of ``key``'s DER
+    SubjectPublicKeyInfo; required when ``require_keyhash``) and ECDSA-P256 signature all check
+    out with ``key``; ``McubootError`` naming the first that does not (part hash/keyhash/signature)."""
+    image = parse(data)
+    digest = signed_digest(data, image)
+    if image.values(TLV_SHA256)[:1] != [digest]:
+        raise McubootError("hash", "SHA-256 TLV does not match the image")
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    keyhash = image.values(TLV_KEYHASH)
+    if require_keyhash and not keyhash:
+        raise McubootError("keyhash", "image carries no KEYHASH TLV")
+    if keyhash and keyhash[0] != hashlib.sha256(spki).digest():
+        raise McubootError("keyhash", "image was signed for another key (KEYHASH mismatch)")
+    sigs = image.values(TLV_ECDSA_SIG)
+    if not sigs:
+        raise McubootError("signature", "image carries no ECDSA-P256 signature TLV")
+    try:
+        key.verify(sigs[0], digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    except (InvalidSignature, ValueError):
+        raise McubootError("signature", "signature does not verify with the key") from None
+    return image
 
 
 def encode_header(

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 MARKER = ".nusec-demo"
 DEFAULT_BOARDS = ("demo-b1", "demo-b2")
-FIRMWARE = Path(__file__).resolve().parent / "board" / "bin" / "firmware.bin"
+FIRMWARE = Path(__file__).resolve().parent / "board" / "bin" / "firmware_bl2.bin"
 
 
 class DemoError(Exception):

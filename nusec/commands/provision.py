@@ -59,7 +59,7 @@ def command(
     ] = None,
     header_size: Annotated[
         int, typer.Option("--header-size", help="MCUboot header size for a raw firmware binary.")
-    ] = 0x20,
+    ] = 0x400,
     insecure_dev: Annotated[
         bool,
         typer.Option("--insecure-dev", help="Allow plain http:// to a loopback service (development only)."),

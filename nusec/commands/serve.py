@@ -36,6 +36,9 @@ Needs (checked before anything starts):
 - --tls-cert, --tls-key: server certificate issued by the ICA (its
   subjectAltName names the listen address) and its PEM key; make them
   with `nusec pki server-cert` (operators: `nusec pki operator-cert`).
+- --nubl2-image: the signed NuBL2 the nubl2-key ceremony made; served
+  at /v1/nubl2 once it verifies with --nubl2-key-label on the token.
+  Without it provisioning stops at its nubl2 step (503).
 - --db-url: SQLAlchemy URL (default SQLite file; PostgreSQL for
   several processes). It must be migrated first: `nusec db upgrade
   --db-url URL` (the service never migrates on its own).
@@ -153,6 +156,17 @@ def command(
     refusals_per_minute: Annotated[
         int, typer.Option("--refusals-per-minute", help="Refusals audited one by one per client certificate.")
     ] = 20,
+    nubl2_image: Annotated[
+        Path | None,
+        typer.Option(
+            "--nubl2-image",
+            envvar="NUSEC_NUBL2_IMAGE",
+            help="Signed NuBL2 from `nusec ceremony run` (type nubl2-key); checked with the HSM key.",
+        ),
+    ] = None,
+    nubl2_key_label: Annotated[
+        str, typer.Option("--nubl2-key-label", help="HSM label of the NuBL2 key (the boards' ROM root key).")
+    ] = "nusec-nubl2",
     log_level: Annotated[
         str, typer.Option("--log-level", help="Log level (tracebacks only at debug; -vv: debug).")
     ] = "info",

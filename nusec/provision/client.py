@@ -9,6 +9,7 @@ leave as ``ServiceError`` with the problem's one-line detail.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ssl
 import time
@@ -51,6 +52,12 @@ class TlsConfig:
 class ChainAnswer:
     root_pem: str
     ica_pem: str
+
+
+@dataclass(frozen=True)
+class Nubl2Answer:
+    image: bytes  # the signed NuBL2, as the service sent it
+    public_key_pem: str  # the ROM root key it claims to verify with
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,15 @@ class ServiceClient:
         d = self._obj(self._request("GET", "/ca/chain").json(), "root_pem", "ica_pem")
         return ChainAnswer(str(d["root_pem"]), str(d["ica_pem"]))
 
+    def nubl2(self) -> Nubl2Answer:
+        """The signed NuBL2 and the ROM root key it verifies with (the caller checks both)."""
+        d = self._obj(self._request("GET", "/nubl2").json(), "image_b64", "public_key_pem")
+        try:
+            image = base64.b64decode(str(d["image_b64"]), validate=True)
+        except ValueError:
+            raise VerificationError("NuBL2 answer is not base64") from None
+        return Nubl2Answer(image, str(d["public_key_pem"]))
+
     def register(self, uid: bytes) -> dict[str, Any]:
         return self._obj(
             self._post_json(uid, "register", "/boards", {"uid": uid.hex().upper()}), "uid", "state"
@@ -245,9 +261,9 @@ class ServiceClient:
             raise VerificationError("secure-boot key answer is not a 64-byte X||Y")
         return SecureBootAnswer(xy, str(d.get("public_key_pem", "")), bool(d.get("created", False)))
 
-    def sign_firmware(self, uid: bytes, firmware: bytes, *, header_size: int = 0x20) -> bytes:
+    def sign_firmware(self, uid: bytes, firmware: bytes, *, header_size: int = 0x400) -> bytes:
         """Signed MCUboot image. ``header_size`` applies to a raw binary (the NuSec reference
-        firmware links its vector table at slot + 0x20); an unsigned MCUboot input keeps its own."""
+        firmware links its vector table at slot + 0x400); an unsigned MCUboot input keeps its own."""
         headers = {
             "Idempotency-Key": self.idempotency_key(uid, f"firmware-h{header_size}", firmware),
             "Content-Type": "application/octet-stream",

@@ -12,16 +12,14 @@ image's bytes is left alone, so a resumed run never erases finished work.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from nuboard import layout
 from nucore import mcuboot
 from nusec.provision.errors import ProvisionError, VerificationError
 from nusec.provision.otp_writer import BLANK_WORD, ISPCTL_APUEN, FmcIsp
@@ -42,32 +40,26 @@ class ImageInfo:
     sha256: bytes
 
 
-def verify_mcuboot_image(image: bytes, secure_boot_xy: bytes) -> ImageInfo:
+def verify_mcuboot_image(
+    image: bytes, secure_boot_xy: bytes, *, what: str = "signed firmware", require_keyhash: bool = False
+) -> ImageInfo:
     """Check an MCUboot image against the 64-byte secure-boot public key; ``VerificationError`` if not."""
     try:
-        parsed = mcuboot.parse(image)
+        parsed = mcuboot.verify(image, _p256(secure_boot_xy), require_keyhash=require_keyhash)
     except mcuboot.McubootError as exc:
-        raise VerificationError(f"signed firmware: {exc}") from None
+        raise VerificationError(f"{what}: {exc}") from None
     header = parsed.header
     digest = mcuboot.signed_digest(image, parsed)
-    if parsed.values(mcuboot.TLV_SHA256)[:1] != [digest]:
-        raise VerificationError("firmware SHA-256 TLV does not match the image")
-    key = _p256(secure_boot_xy)
-    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    keyhash = parsed.values(mcuboot.TLV_KEYHASH)
-    if keyhash and keyhash[0] != hashlib.sha256(spki).digest():
-        raise VerificationError("firmware was signed for another secure-boot key (KEYHASH mismatch)")
-    sigs = parsed.values(mcuboot.TLV_ECDSA_SIG)
-    if not sigs:
-        raise VerificationError("firmware carries no ECDSA-P256 signature TLV")
-    sig = sigs[0]
-    try:
-        key.verify(sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-    except (InvalidSignature, ValueError):
-        raise VerificationError(
-            "firmware signature does not verify with the secure-boot public key"
-        ) from None
     return ImageInfo(len(image), header.header_size, header.image_size, header.version_text, digest)
+
+
+def verify_nubl2_image(image: bytes, root_xy: bytes) -> ImageInfo:
+    """Check NuBL2 as the mask ROM will: KEYHASH and signature of the ROM root key, header 0x400,
+    and it fits the NuBL2 slot below the application."""
+    info = verify_mcuboot_image(image, root_xy, what="NuBL2", require_keyhash=True)
+    if info.header_size != layout.NUBL2_HEADER_SIZE or len(image) > layout.NUBL2_SLOT_SIZE:
+        raise VerificationError("NuBL2 is not laid out for its slot (header 0x400, at most 256 KiB)")
+    return info
 
 
 def _p256(xy: bytes) -> ec.EllipticCurvePublicKey:

@@ -32,8 +32,10 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from nuboard import layout
+from nuboard.keyslots import ROM_ROOT_SLOTS
 from nucore import otp
-from nusec.provision import batch, certs, csr, ecdh, firmware, results
+from nusec.provision import batch, certs, csr, ecdh, firmware, results, rom_key
 from nusec.provision import preflight as pre
 from nusec.provision.client import ServiceClient, TlsConfig
 from nusec.provision.errors import (
@@ -90,7 +92,7 @@ class RunOptions:
     dry_run: bool = False
     channel_factory: Callable[[SwdLink, str], BoardChannel] | None = None
     uart_ports: dict[str, str] | None = None
-    firmware_header_size: int = 0x20
+    firmware_header_size: int = layout.APP_HEADER_SIZE
     insecure_dev: bool = False
 
     def validate(self) -> pre.FirmwareInput:
@@ -292,6 +294,19 @@ class BoardRun:
             if self._artifact_bytes(name) != cert.public_bytes(pem):
                 raise Stale(f"{self.j.artifact(name)} is not the certificate the service answers")
 
+    def _confirm_nubl2(self) -> None:
+        rec = self.record(results.Nubl2Fetched)
+        image = self._artifact_bytes("nubl2_signed.bin")
+        if hashlib.sha256(image).hexdigest() != rec.image_sha256:
+            raise Stale(f"{self.j.artifact('nubl2_signed.bin')} is damaged (SHA-256 differs from the record)")
+        firmware.verify_nubl2_image(image, rec.key_xy)
+
+    def _confirm_rom_key(self) -> None:
+        with board_errors("reading KS_OTPSTS"):
+            occupied = rom_key.occupied_slots(self.swd().memory)
+        if occupied != ROM_ROOT_SLOTS:
+            raise Stale("KeyStore OTP slots 0/1 do not both hold a key")
+
     def _confirm_otp_ca(self) -> None:
         self._entries_hold_or_stale(self.image(), OTP_CA_FIELDS)
 
@@ -347,8 +362,11 @@ class BoardRun:
 
     def _confirm_flash_fw(self) -> None:
         signed = self._artifact_bytes("firmware_signed.bin")
-        if hashlib.sha256(signed).hexdigest() != self.record(results.Flashed).image_sha256:
+        rec = self.record(results.Flashed)
+        if hashlib.sha256(signed).hexdigest() != rec.image_sha256:
             raise Stale("the signed image changed since it was flashed")
+        if self._nubl2_image() and hashlib.sha256(self._nubl2_image()).hexdigest() != rec.nubl2_sha256:
+            raise Stale("the signed NuBL2 changed since it was flashed")
 
     def _confirm_lock(self) -> None:
         raise Stale("the board is not locked")
@@ -429,6 +447,30 @@ class BoardRun:
         self.j.save_artifact("root_ca.pem", chain.root.public_bytes(pem))
         self.j.save_artifact("ica.pem", chain.ica.public_bytes(pem))
         return results.ChainChecked(certs.sha256_der(chain.root).hex(), certs.sha256_der(chain.ica).hex())
+
+    def _step_nubl2(self) -> results.Nubl2Fetched:
+        """The signed NuBL2 and the ROM root key, checked here: the image must verify with the key
+        the service names (KEYHASH included), and the key must be a P-256 point."""
+        answer = self.svc.nubl2()
+        try:
+            key = serialization.load_pem_public_key(answer.public_key_pem.encode())
+            xy = certs.xy_of(key)
+        except (ValueError, UnsupportedAlgorithm, ProvisionError):
+            raise VerificationError("the service's NuBL2 key is not a P-256 public key") from None
+        info = firmware.verify_nubl2_image(answer.image, xy)
+        self.j.save_artifact("nubl2_signed.bin", answer.image)
+        self.j.save_artifact("nubl2_root.pub.pem", answer.public_key_pem.encode())
+        return results.Nubl2Fetched(hashlib.sha256(answer.image).hexdigest(), xy, info.size, info.version)
+
+    def _nubl2_image(self) -> bytes:
+        """The NuBL2 the nubl2 step checked (artifact and record must agree)."""
+        rec = self.record(results.Nubl2Fetched)
+        image = self.j.read_artifact("nubl2_signed.bin")
+        if image is None or hashlib.sha256(image).hexdigest() != rec.image_sha256:
+            raise ProvisionError(
+                f"{self.j.artifact('nubl2_signed.bin')} is missing or damaged: re-run to fetch it again"
+            )
+        return image
 
     def _step_otp_ca(self) -> results.OtpWritten:
         if self.opts.mode == "batch":
@@ -631,19 +673,79 @@ class BoardRun:
         return otp.entries_to_bytes(words.values())
 
     def _step_flash_fw(self) -> results.Flashed:
+        """NuBL2 at the APROM base and the application in the slot NuBL2 verifies, each checked
+        first against the key that will check it on the board."""
         signed = self._signed_image()
-        firmware.verify_mcuboot_image(signed, self._otp_secure_boot_key())  # what the boot ROM will check
+        firmware.verify_mcuboot_image(signed, self._otp_secure_boot_key())  # what NuBL2 will check
+        nubl2 = self._nubl2_image()
+        firmware.verify_nubl2_image(nubl2, self.record(results.Nubl2Fetched).key_xy)  # the ROM's check
         link = self.swd()
+        total = len(nubl2) + len(signed)
 
-        def progress(done: int, total: int) -> None:
-            self._ev("transfer", "flash_fw", done=done, total=total, probe_bytes=link.memory.bytes)
+        def progress(offset: int) -> Callable[[int, int], None]:
+            def report(done: int, _total: int) -> None:
+                self._ev(
+                    "transfer", "flash_fw", done=offset + done, total=total, probe_bytes=link.memory.bytes
+                )
 
-        with board_errors("burning the signed firmware to flash"):
-            res = firmware.burn(link.memory, link.isp(), signed, on_progress=progress)
-        self.report("firmware_written", f"{len(signed)} bytes")
+            return report
+
+        with board_errors("burning NuBL2 and the signed firmware to flash"):
+            boot = firmware.burn(
+                link.memory, link.isp(), nubl2, base=layout.NUBL2_BASE, on_progress=progress(0)
+            )
+            res = firmware.burn(
+                link.memory, link.isp(), signed, base=layout.APP_BASE, on_progress=progress(len(nubl2))
+            )
+        self.report("firmware_written", f"NuBL2 {len(nubl2)} bytes, firmware {len(signed)} bytes")
         return results.Flashed(
-            hashlib.sha256(signed).hexdigest(), res.bytes_programmed, res.pages_erased, round(res.seconds, 3)
+            hashlib.sha256(signed).hexdigest(),
+            boot.bytes_programmed + res.bytes_programmed,
+            boot.pages_erased + res.pages_erased,
+            round(boot.seconds + res.seconds, 3),
+            hashlib.sha256(nubl2).hexdigest(),
         )
+
+    def _step_rom_key(self) -> results.RomKeyBurned:
+        """Burn the ROM root key, once everything it depends on is proven: it is none of this
+        board's other keys, and the NuBL2 read back from flash verifies with it (so the ROM will
+        start it). Slots already holding a key this tool never journaled burning stop the run:
+        a planted root key would decide what this board boots forever."""
+        xy = self.record(results.Nubl2Fetched).key_xy
+        others = {
+            "the board identity key": self.record(results.KeyMade).auth_pub,
+            "SecureBoot_PUB": self.record(results.SecureBootKey).xy,
+            "the RootCA key": self.chain().root_xy(),
+        }
+        for name, other in others.items():
+            if other[-64:] == xy:
+                raise VerificationError(
+                    f"the service's NuBL2 key is {name}: refusing to make it the ROM root key"
+                )
+        nubl2 = self._nubl2_image()
+        link = self.swd()
+        with board_errors("reading NuBL2 back from flash"):
+            back = firmware.read_flash(link.memory, layout.NUBL2_BASE, len(nubl2))
+        if back != nubl2:
+            raise ProvisionError("flash does not hold the checked NuBL2: re-run to burn it again")
+        firmware.verify_nubl2_image(back, xy)
+        with board_errors("reading KS_OTPSTS"):
+            occupied = rom_key.occupied_slots(link.memory)
+        intent = self.j.intent_of("rom_key")
+        if occupied and (intent is None or intent.get("xy") != xy.hex()):
+            raise BoardTampered(
+                f"board tampered: KeyStore OTP slot(s) {', '.join(map(str, occupied))} already hold a ROM "
+                "root key this tool never burned; stopping before anything else is written"
+            )
+        todo = tuple(s for s in ROM_ROOT_SLOTS if s not in occupied)
+        if todo:
+            self.j.intent("rom_key", {"xy": xy.hex(), "slots": list(todo)})  # before the board acts
+            with board_errors("burning the ROM root key to KeyStore OTP slots 0/1"):
+                rom_key.burn_rom_root_key(link.memory, xy, todo)  # IRREVERSIBLE
+            with board_errors("reading KS_OTPSTS"):
+                if rom_key.occupied_slots(link.memory) != ROM_ROOT_SLOTS:
+                    raise ProvisionError("KeyStore OTP slots 0/1 do not both read as programmed")
+        return results.RomKeyBurned(len(todo), resumed=bool(occupied))
 
     def _step_lock(self) -> results.Locked:
         """Prove the firmware, then lock: the image read back from flash equals the signed image
@@ -654,15 +756,21 @@ class BoardRun:
         if link.debugger_has_access():
             signed = self._signed_image()
             firmware.verify_mcuboot_image(signed, self._otp_secure_boot_key())
+            nubl2 = self._nubl2_image()
+            with board_errors("reading NuBL2 back from flash"):
+                if firmware.read_flash(link.memory, layout.NUBL2_BASE, len(nubl2)) != nubl2:
+                    raise ProvisionError(
+                        "flash does not hold the checked NuBL2 (power cut?): re-run to burn it"
+                    )
             with board_errors("reading the firmware back from flash"):
-                back = firmware.read_flash(link.memory, firmware.FLASH_BASE, len(signed))
+                back = firmware.read_flash(link.memory, layout.APP_BASE, len(signed))
                 if back != signed:
                     self.note(
                         "firmware in flash differs from the signed image (power cut?): burning it again"
                     )
-                    firmware.burn(link.memory, link.isp(), signed)
+                    firmware.burn(link.memory, link.isp(), signed, base=layout.APP_BASE)
                     reflashed = True
-                    if firmware.read_flash(link.memory, firmware.FLASH_BASE, len(signed)) != signed:
+                    if firmware.read_flash(link.memory, layout.APP_BASE, len(signed)) != signed:
                         raise ProvisionError(
                             "flash does not hold the signed image even after burning it again"
                         )

@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from nuboard import layout
 from nucore import mcuboot
 from nusec.provision import certs
 from nusec.provision.errors import UsageError
@@ -37,8 +38,8 @@ log = logging.getLogger(__name__)
 #: What a raw Cortex-M image must start with (the same rule the service applies, docs/firmware-image.md).
 SP_RANGE = (0x1000_0000, 0x4000_0000)
 #: The application slot the firmware runs from (docs/firmware-image.md; ``nusec.provision.firmware``).
-FLASH_BASE = 0x0010_0000
-SLOT_SIZE = 0x0004_0000
+FLASH_BASE = layout.APP_BASE  # the application slot NuBL2 verifies
+SLOT_SIZE = layout.APP_SLOT_SIZE
 TLV_RESERVE = 0x400
 
 
@@ -89,7 +90,7 @@ class FirmwareInput:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def check_firmware(path: Path, header_size: int = 0x20) -> FirmwareInput:
+def check_firmware(path: Path, header_size: int = 0x400) -> FirmwareInput:
     """Read ``--firmware`` and check it is what it claims: an unsigned MCUboot image (magic,
     consistent header) or a raw Cortex-M binary (vector table, reset vector inside the image)."""
     if path.is_dir():

@@ -102,6 +102,24 @@ class KeyMade(StepResult):
 
 
 @dataclass(frozen=True)
+class Nubl2Fetched(StepResult):
+    """The signed NuBL2 and the ROM root key it verified with on this desktop."""
+
+    step: ClassVar[str] = "nubl2"
+    image_sha256: str
+    key_xy: bytes  # 64-byte X||Y: what rom_key burns into KS OTP slots 0/1
+    size: int
+    version: str
+
+
+@dataclass(frozen=True)
+class RomKeyBurned(StepResult):
+    step: ClassVar[str] = "rom_key"
+    slots_programmed: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
 class CsrMade(StepResult):
     step: ClassVar[str] = "csr"
     csr_sha256: str
@@ -147,6 +165,7 @@ class Flashed(StepResult):
     bytes: int
     pages_erased: int
     seconds: float
+    nubl2_sha256: str = ""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,12 @@ STEPS: tuple[Step, ...] = (
     Step("register", "Register board UID", "n ->> o: register the board by UID", Access.SWD),
     Step("ca_chain", "Get RootCA/ICA chain", "o ->> n: Send RootCA/ICA Certificate", Access.NONE),
     Step(
+        "nubl2",
+        "Get signed NuBL2 and ROM root key",
+        "o ->> n: NuBL2 (signed by the OEM's NuBL2 key in the HSM), NuBL2_PUB",
+        Access.NONE,
+    ),
+    Step(
         "otp_ca",
         "Write RootCA/ICA material to OTP",
         "n ->> p: Program RootCA/ICA Certificate (OTP)",
@@ -71,7 +77,19 @@ STEPS: tuple[Step, ...] = (
         Access.SWD,
         irreversible=True,
     ),
-    Step("flash_fw", "Burn signed firmware to flash", "n ->> p: Burn NuLink3 firmware (signed)", Access.SWD),
+    Step(
+        "flash_fw",
+        "Burn NuBL2 and signed firmware to flash",
+        "n ->> p: Burn NuBL2 and NuLink3 firmware (signed)",
+        Access.SWD,
+    ),
+    Step(
+        "rom_key",
+        "Burn ROM root key to KS OTP slots 0/1",
+        "n ->> p: Burn NuBL2_PUB as the ROM's root key (KeyStore OTP slots 0/1)",
+        Access.SWD,
+        irreversible=True,
+    ),
     Step(
         "lock",
         "Enable secure lock",

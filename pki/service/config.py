@@ -46,6 +46,8 @@ DEFAULT_MAX_KEY_CONFIRM_FAILURES = 3
 DEFAULT_QUOTA_WINDOW = 3600.0
 DEFAULT_MAX_REGISTRATIONS = 2000
 DEFAULT_MAX_HSM_KEYS = 6000
+#: The HSM label of the OEM's NuBL2 signing key (the boards' ROM root key; ``ceremony.nubl2_key``).
+DEFAULT_NUBL2_KEY_LABEL = "nusec-nubl2"
 
 
 def upload_memory_bound(max_firmware_bytes: int, max_concurrent_uploads: int) -> int:
@@ -95,6 +97,9 @@ class ServiceConfig:
       locked (until an admin resets it).
     - ``quota_window``/``max_registrations``/``max_hsm_keys``: per operator and window (seconds),
       the boards it may register and the HSM keys (secure-boot keys, exchange keys) it may create.
+    - ``nubl2_image``/``nubl2_key_label``: the signed NuBL2 the nubl2-key ceremony made, served at
+      /v1/nubl2 once it verifies with that key on the token (checked at start-up); without it the
+      service answers 503 ``nubl2-not-configured`` and boards cannot be provisioned.
     """
 
     hsm_uri: str
@@ -121,6 +126,8 @@ class ServiceConfig:
     quota_window: float = DEFAULT_QUOTA_WINDOW
     max_registrations: int = DEFAULT_MAX_REGISTRATIONS
     max_hsm_keys: int = DEFAULT_MAX_HSM_KEYS
+    nubl2_image: Path | None = None
+    nubl2_key_label: str = DEFAULT_NUBL2_KEY_LABEL
 
     def validate(self, environ: Mapping[str, str] | None = None) -> ServiceConfig:
         """Check every field that can be checked without the HSM; return self.
@@ -137,6 +144,8 @@ class ServiceConfig:
             raise ConfigError(f"hsm_uri: PKCS#11 module {uri.module(env)} not found")
         if not uri.pin_source and not env.get(PIN_ENV) and not env.get(PIN_FILE_ENV):
             raise ConfigError(f"hsm_uri: no PIN: set {PIN_ENV} (or {PIN_FILE_ENV}, or pin-source in the URI)")
+        if self.nubl2_image is not None and not self.nubl2_image.is_file():
+            raise ConfigError(f"nubl2_image: {self.nubl2_image} not found")
         for name in ("root_cert", "ica_cert"):
             path: Path = getattr(self, name)
             if not path.is_file():

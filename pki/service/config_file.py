@@ -68,6 +68,8 @@ class ServeFile(BaseModel):
     quota_window: float = Field(c.DEFAULT_QUOTA_WINDOW, description="seconds of the per-operator quotas")
     max_registrations: int = Field(c.DEFAULT_MAX_REGISTRATIONS, description="boards per operator and window")
     max_hsm_keys: int = Field(c.DEFAULT_MAX_HSM_KEYS, description="HSM keys per operator and window")
+    nubl2_image: Path | None = Field(None, description="signed NuBL2 from the nubl2-key ceremony")
+    nubl2_key_label: str = Field(c.DEFAULT_NUBL2_KEY_LABEL, description="HSM label of the NuBL2 key")
     log_level: LogLevel = Field("info", description="log level (tracebacks only at debug)")
 
 
@@ -75,7 +77,7 @@ class ServeFile(BaseModel):
 SERVE_ONLY = ("log_level",)
 #: Fields with no default: the file or the command line must give them.
 REQUIRED = ("hsm_uri", "root_cert", "ica_cert")
-_PATHS = ("root_cert", "ica_cert", "tls_cert", "tls_key")
+_PATHS = ("root_cert", "ica_cert", "tls_cert", "tls_key", "nubl2_image")
 
 
 def _one_line(err: ValidationError) -> str:
@@ -142,6 +144,7 @@ def template() -> str:
         "ica_cert": "ica.pem",
         "tls_cert": "server.pem",
         "tls_key": "server.key",
+        "nubl2_image": "nubl2-key-out/nubl2-signed.bin",
     }
     for name, info in ServeFile.model_fields.items():
         value = examples.get(name, info.default)

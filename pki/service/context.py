@@ -51,6 +51,7 @@ class ServiceContext:
     head_memory: checkpoints.HeadMemory = field(default_factory=checkpoints.HeadMemory)
     _stop: threading.Event = field(default_factory=threading.Event)
     _heartbeat: threading.Thread | None = None
+    nubl2: bytes | None = None  # the signed NuBL2, verified with the HSM's NuBL2 key at start-up
 
     def __post_init__(self) -> None:
         self.store = Store(self.engine)

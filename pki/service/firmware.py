@@ -15,19 +15,20 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nuboard import layout
 from nucore import mcuboot
 from nucore.mcuboot import HEADER_SIZE as IMAGE_HEADER_SIZE
 
 # Flags we refuse in an input header: we do not encrypt/compress, and RAM_LOAD/ROM_FIXED need care.
 REFUSED_FLAGS = 0x4 | 0x8 | 0x20 | 0x100 | 0x200 | 0x400 | 0x800
 
-DEFAULT_HEADER_SIZE = 0x20  # what snippets/firmware links for (imgtool --header-size 0x20)
+DEFAULT_HEADER_SIZE = layout.APP_HEADER_SIZE  # snippets/firmware's firmware_bl2 (imgtool --header-size 0x400)
 # ASCII digits only: ``\d`` would take any Unicode digit ("١.٢.٣"), and ``$`` a trailing newline.
 _VERSION_RE = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,5})(?:\+([0-9]{1,10}))?", re.ASCII)
 
-#: Where the image's slot starts when no load address is given (M55M1 APROM; snippets/firmware
-#: is linked for APP_SLOT_ADDRESS + header size).
-APP_SLOT_ADDRESS = 0x0010_0000
+#: Where the application's slot starts when no load address is given: the slot NuBL2 verifies
+#: (``nuboard.layout``; snippets/firmware's firmware_bl2 is linked for APP_SLOT_ADDRESS + 0x400).
+APP_SLOT_ADDRESS = layout.APP_BASE
 #: Where an initial stack pointer may point: the M55M1's SRAM (DTCM 0x20000000, SRAM0-2 from
 #: 0x20100000); the top of the stack may be the end of the region.
 SRAM_START, SRAM_END = 0x2000_0000, 0x2040_0000
@@ -160,6 +161,7 @@ def sign_image(
     version: ImageVersion | None = None,
     header_size: int = DEFAULT_HEADER_SIZE,
     load_address: int = 0,
+    slot_address: int = APP_SLOT_ADDRESS,
     max_size: int,
 ) -> SignedImage:
     """Build and sign an MCUboot image.
@@ -183,7 +185,7 @@ def sign_image(
         body = firmware
     if not 0 <= load_address <= 0xFFFFFFFF:
         raise FirmwareError("load address out of 32-bit range")
-    check_cortex_m_vectors(body, (load_address or APP_SLOT_ADDRESS) + IMAGE_HEADER_SIZE + len(padding))
+    check_cortex_m_vectors(body, (load_address or slot_address) + IMAGE_HEADER_SIZE + len(padding))
     version = version or ImageVersion(0, 0, 0, 0)
 
     header = mcuboot.encode_header(

@@ -64,6 +64,14 @@ class CaChain(Strict):
     chain_pem: str = Field(description="ICA then RootCA, PEM (for TLS clients and openssl -untrusted)")
 
 
+class Nubl2Image(Strict):
+    image_b64: str = Field(description="the signed NuBL2 (MCUboot, header 0x400), base64")
+    sha256: str = Field(description="SHA-256 of the signed image, hex")
+    public_key_pem: str = Field(
+        description="the NuBL2 key's public half: the ROM root key for KS OTP slots 0/1"
+    )
+
+
 class RegisterBoard(Strict):
     uid: UidHex
 

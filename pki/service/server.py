@@ -41,6 +41,7 @@ from pki.errors import CaError
 from pki.hsm.pkcs11 import open_backend
 from pki.hsm.roles import issuer_urls
 from pki.hsm.uri import parse_pkcs11_uri
+from pki.nubl2 import Nubl2Error, load_signed_nubl2
 from pki.service.app import create_app
 from pki.service.auth import CLIENT_CERT_STATE_KEY
 from pki.service.config import ConfigError, ServiceConfig
@@ -98,6 +99,13 @@ def open_context(config: ServiceConfig) -> ServiceContext:
     except CaError:
         backend.close()
         raise
+    nubl2 = None
+    if config.nubl2_image is not None:
+        try:
+            nubl2 = load_signed_nubl2(config.nubl2_image, backend.public_key, config.nubl2_key_label)
+        except Nubl2Error as exc:
+            backend.close()
+            raise ConfigError(str(exc)) from None
     engine = make_engine(config.db_url)
     try:
         check_migrated(engine)  # migrations run only when asked: `nusec db upgrade`
@@ -112,6 +120,7 @@ def open_context(config: ServiceConfig) -> ServiceContext:
         root_cert=root,
         engine=engine,
         sessions=make_sessions(engine),
+        nubl2=nubl2,
     )
 
 
@@ -194,7 +203,7 @@ def _config_to_json(config: ServiceConfig) -> str:
 
 def config_from_json(text: str) -> ServiceConfig:
     raw: dict[str, Any] = json.loads(text)
-    for name in ("root_cert", "ica_cert", "tls_cert", "tls_key"):
+    for name in ("root_cert", "ica_cert", "tls_cert", "tls_key", "nubl2_image"):
         if raw.get(name) is not None:
             raw[name] = Path(raw[name])
     return ServiceConfig(**raw)

@@ -114,6 +114,7 @@ def _check_hsm(config: ServiceConfig) -> None:
     from pki.ca import Issuer
     from pki.hsm.pkcs11 import open_backend
     from pki.hsm.uri import parse_pkcs11_uri
+    from pki.nubl2 import Nubl2Error, load_signed_nubl2
     from pki.service.server import load_certificate
 
     label = parse_pkcs11_uri(config.hsm_uri).object
@@ -126,7 +127,13 @@ def _check_hsm(config: ServiceConfig) -> None:
     try:
         Issuer(backend, label, ica).check()
     except Exception as exc:  # CaError, or the key is missing on the token
+        backend.close()
         raise ConfigError(f"hsm_uri: ICA key {label!r}: {type(exc).__name__}: {exc}") from None
+    try:
+        if config.nubl2_image is not None:
+            load_signed_nubl2(config.nubl2_image, backend.public_key, config.nubl2_key_label)
+    except Nubl2Error as exc:
+        raise ConfigError(str(exc)) from None
     finally:
         backend.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from nuboard import layout
 from nusec.provision.client import TlsConfig
 from tests.service import conftest as service_conftest
 from tests.service.conftest import Pki
@@ -20,7 +21,7 @@ from tests.service.conftest import Pki
 pki_files = service_conftest.pki_files
 service = service_conftest.service
 
-FIRMWARE = Path(__file__).resolve().parents[2] / "nusec" / "board" / "bin" / "firmware.bin"
+FIRMWARE = Path(__file__).resolve().parents[2] / "nusec" / "board" / "bin" / "firmware_bl2.bin"
 
 
 @pytest.fixture()
@@ -62,16 +63,18 @@ class BoardFile:
     def locked_entries(self) -> list[int]:
         return [n for n in range(256) if self.otp_locks[4 * n : 4 * n + 4] != b"\xff" * 4]
 
-    def flash(self, size: int) -> bytes:
+    def flash(self, size: int, base: int = layout.APP_BASE) -> bytes:
+        """``size`` bytes of flash from ``base`` (default: the application slot NuBL2 verifies)."""
         import base64
 
-        out = bytearray(b"\xff" * size)
+        start = base - layout.NUBL2_BASE  # the APROM base: flash page 0
+        whole = bytearray(b"\xff" * (start + size))
         for idx, b64 in self.flash_pages.items():
             off = int(idx) * 0x2000
-            if off < size:
+            if off < len(whole):
                 page = base64.b64decode(b64)
-                out[off : off + len(page)] = page[: size - off]
-        return bytes(out)
+                whole[off : off + len(page)] = page[: len(whole) - off]
+        return bytes(whole[start:])
 
 
 def faults(sim_dir: Path, board: str, **plan: int) -> None:

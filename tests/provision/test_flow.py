@@ -49,7 +49,7 @@ def test_end_to_end(
     otp_programs: dict[int, int],
 ) -> None:
     res = run(service, tls, tmp_path / "j", "sim:e2e")
-    assert [s.status for s in res.steps] == ["done"] * len(STEP_IDS)
+    assert [s.status for s in res.steps] == ["done"] * len(STEP_IDS), (res.error, res.steps)
     assert_provisioned(sim_dir, "e2e", res, pki_files.root_pem, service.url, tls, tmp_path)
     again = run(service, tls, tmp_path / "j", "sim:e2e")  # finished board: nothing left to do
     assert again.ok and [s.status for s in again.steps] == ["skipped"] * len(STEP_IDS)

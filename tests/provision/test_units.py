@@ -67,7 +67,7 @@ def test_altered_image_is_refused(
 
 def test_image_for_another_key_is_refused(imgtool_image: tuple[bytes, ec.EllipticCurvePrivateKey]) -> None:
     image, _ = imgtool_image
-    with pytest.raises(VerificationError, match=r"another secure-boot key|does not verify"):
+    with pytest.raises(VerificationError, match=r"another key|does not verify"):
         verify_mcuboot_image(image, _xy(ec.generate_private_key(ec.SECP256R1())))
 
 

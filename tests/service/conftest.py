@@ -24,6 +24,7 @@ from pki.batch import build_batch, load_spec
 from pki.ca import Issuer, create_root_certificate, issue_ica_certificate
 from pki.hsm import KeyBackend
 from pki.hsm.softhsm import SoftHsmDir, SoftHsmToken
+from pki.nubl2 import sign_nubl2
 from pki.service.config import ServiceConfig
 from pki.service.credentials import issue_service_credentials
 from pki.service.server import LOG_LEVEL_ENV, ServiceHandle, run_in_background
@@ -32,6 +33,7 @@ from tests.service.client import ServiceClient
 TOKEN_LABEL = "nusec-svc-test"
 ROOT_LABEL = "root-ca"
 ICA_LABEL = "ica"
+NUBL2_LABEL = "nusec-nubl2"  # pki.service.config.DEFAULT_NUBL2_KEY_LABEL
 BATCH_KEK = "otp-batch-kek"
 BATCH_SIGNER = "otp-batch-signer"
 
@@ -68,6 +70,7 @@ class Pki:
     admin_key: Path
     rogue_cert: Path  # an operator cert from a CA the service does not trust
     rogue_key: Path
+    nubl2_image: Path  # the reference NuBL2 signed with the token's NuBL2 key
 
     def config(self, **over: object) -> ServiceConfig:
         base = dict(
@@ -80,6 +83,7 @@ class Pki:
             host="127.0.0.1",
             port=0,
             max_firmware_bytes=256 * 1024,
+            nubl2_image=self.nubl2_image,
         )
         base.update(over)
         return ServiceConfig(**base)  # type: ignore[arg-type]
@@ -120,6 +124,7 @@ def make_pki(root: Path) -> Pki:
             operator_name="alice",
             admin_name="root-admin",
         )
+        nubl2 = _signed_nubl2(backend, root / "nubl2-signed.bin")
     rogue_key, rogue_cert = _rogue_operator()
     return Pki(
         dir=root,
@@ -135,7 +140,21 @@ def make_pki(root: Path) -> Pki:
         admin_key=creds.admin.key,
         rogue_cert=_write_cert(root / "rogue.pem", rogue_cert),
         rogue_key=_write_key(root / "rogue.key", rogue_key),
+        nubl2_image=nubl2,
     )
+
+
+NUBL2_BIN = Path(__file__).resolve().parents[2] / "nusec" / "board" / "bin" / "nubl2.bin"
+
+
+def _signed_nubl2(backend: KeyBackend, out: Path) -> Path:
+    """The OEM's NuBL2 key on the service's token (what the nubl2-key ceremony makes) and the
+    reference NuBL2 signed with it."""
+    info = backend.generate_ec_keypair(NUBL2_LABEL)
+    out.write_bytes(
+        sign_nubl2(NUBL2_BIN.read_bytes(), info.public_key, lambda d: backend.sign_digest(NUBL2_LABEL, d))
+    )
+    return out
 
 
 def _rogue_operator() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:

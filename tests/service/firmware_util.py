@@ -11,10 +11,13 @@ from pathlib import Path
 IMGTOOL = str(Path(sys.executable).with_name("imgtool"))
 
 
-def cortex_m_firmware(size: int = 4096, seed: int = 1, header_size: int = 0x20) -> bytes:
-    """A body linked like snippets/firmware (APROM slot 0x00100000 + ``header_size``): initial SP
+def cortex_m_firmware(
+    size: int = 4096, seed: int = 1, header_size: int = 0x400, load_address: int = 0
+) -> bytes:
+    """A body linked like snippets/firmware's firmware_bl2 (the application slot 0x00140000, or
+    ``load_address``, + ``header_size``): initial SP
     at the top of 64 KiB of SRAM0, reset and fault handlers (Thumb) inside it, then filler."""
-    base = 0x0010_0000 + header_size
+    base = (load_address or 0x0014_0000) + header_size
     handler = (base + 0x80) | 1
     vectors = [0x2011_0000, handler] + [handler] * 6 + [0, 0, 0, handler, handler, 0, handler, handler]
     body = bytearray(struct.pack("<16I", *vectors))

@@ -167,7 +167,10 @@ def test_raw_firmware_with_a_larger_header_and_load_address(
     key: ec.EllipticCurvePrivateKey, tmp_path: Path
 ) -> None:
     signed = _sign(
-        key, cortex_m_firmware(1000, header_size=0x200), header_size=0x200, load_address=0x0010_0000
+        key,
+        cortex_m_firmware(1000, header_size=0x200, load_address=0x0010_0000),
+        header_size=0x200,
+        load_address=0x0010_0000,
     )
     _magic, load, hdr, _ptlv, size = struct.unpack_from("<IIHHI", signed.image)
     assert (load, hdr, size) == (0x0010_0000, 0x200, 1000)
