@@ -271,7 +271,7 @@ def _ks_slots(bank: str, keys: list[Any]) -> list[dict[str, Any]]:
 def details(name: str, directory: Path) -> dict[str, Any]:
     """Everything ``nusec sim show`` reports, as JSON-ready data (no key material)."""
     from nucore.otp import FIELDS
-    from nusim.bootrom import APP_SLOT_BASE, APP_SLOT_SIZE, ImageRejected, rotpk_from_otp, verify_image
+    from nusim.bootrom import ImageRejected, predict_boot
 
     nv = load_state(name, directory)
     base = listing(name, directory).to_json()
@@ -291,9 +291,8 @@ def details(name: str, directory: Path) -> dict[str, Any]:
             }
         )
     counts = nv.program_counts
-    slot = bytes(nv.flash[APP_SLOT_BASE - memmap.FLASH_BASE :][:APP_SLOT_SIZE])
     try:
-        image = verify_image(slot, rotpk_from_otp(nv.otp))
+        image = predict_boot(nv)
         next_boot: dict[str, Any] = {
             "boots": True,
             "reason": None,

@@ -6,9 +6,11 @@ key (X in slot 0, Y in slot 1) is the ROM's root key: the ROM verifies NuBL2, an
 the APROM base (``nuboard.layout``), with it, KEYHASH included, and starts NuBL2 (real code,
 ``snippets/nubl2``), which verifies the application at 0x00140000 against SecureBoot_PUB in OTP.
 
-A board whose slots 0/1 are empty (every board the provisioning flow makes today: it does not
-burn the ROM root key yet) takes the model's direct path below, a stand-in for NuBL2 until that
-is provisioned:
+The provisioning flow burns that key (``nusec.provision.rom_key``, the OEM's NuBL2 key from the
+nubl2-key ceremony) before it locks a board, so every board it finishes boots through NuBL2. A
+board whose slots 0/1 are empty (a blank board, or one built by hand in the simulator's own tests)
+takes the model's direct path below. That path is the model's, not the part's: an M55M1 with
+empty slots does not verify anything at reset.
 
 As the part's secure boot does, the ROM reads the MCUboot image at the start of flash (the
 application slot, ``APP_SLOT_BASE``/``APP_SLOT_SIZE``), hashes header + image + protected TLVs
@@ -46,7 +48,7 @@ from nuboard.protocol import BootFailReason, boot_fail_frame
 from nucore import mcuboot
 from nusim import memmap
 from nusim.board import Board, CoreState
-from nusim.nvstate import BootRecord
+from nusim.nvstate import BootRecord, NvState
 
 APP_SLOT_BASE = memmap.FLASH_BASE
 APP_SLOT_SIZE = 0x4_0000  # 256 KiB: imgtool --slot-size 0x40000
@@ -99,10 +101,31 @@ def rotpk_from_otp(otp: bytes | bytearray) -> bytes | None:
 def rom_root_key(board: Board) -> bytes | None:
     """The ROM's root public key X||Y from KeyStore OTP slots 0 (X) and 1 (Y), or None when secure
     boot is off (either slot empty). KEY words are least-significant word first."""
-    x, y = board.nv.ks_otp[ROM_ROOT_SLOT_X], board.nv.ks_otp[ROM_ROOT_SLOT_Y]
+    return root_key_of(board.nv)
+
+
+def root_key_of(nv: NvState) -> bytes | None:
+    """``rom_root_key`` of a board's saved state."""
+    x, y = nv.ks_otp[ROM_ROOT_SLOT_X], nv.ks_otp[ROM_ROOT_SLOT_Y]
     if x is None or y is None:
         return None
     return x.data[:32][::-1] + y.data[:32][::-1]
+
+
+def predict_boot(nv: NvState) -> VerifiedImage:
+    """The application the next reset would end up running, or ``ImageRejected``: with a root key
+    the ROM checks NuBL2 and NuBL2 the application slot (0x00140000) against SecureBoot_PUB; without
+    one the ROM's direct path checks the start of flash. For ``nusec sim show``; the boot itself is
+    ``secure_boot`` (and the real NuBL2 code)."""
+    root = root_key_of(nv)
+    if root is None:
+        return verify_image(bytes(nv.flash[:APP_SLOT_SIZE]), rotpk_from_otp(nv.otp))
+    off = layout.NUBL2_BASE - memmap.FLASH_BASE
+    nubl2 = bytes(nv.flash[off : off + layout.NUBL2_SLOT_SIZE])
+    verify_image(nubl2, root, base=layout.NUBL2_BASE, key_name="KS OTP root key (slots 0/1)")
+    off = layout.APP_BASE - memmap.FLASH_BASE
+    app = bytes(nv.flash[off : off + layout.APP_SLOT_SIZE])
+    return verify_image(app, rotpk_from_otp(nv.otp), base=layout.APP_BASE)
 
 
 def verify_image(

@@ -478,6 +478,7 @@ class BoardRun:
             self.result.batch_claim = batch.claim(self.opts.batch_dir, self.uid, self.j).claim
         image = self.image()
         self._check_image_matches_chain(image)
+        self._refuse_unexplained_rom_key("stopping before anything is written")
         with board_errors("writing RootCA/ICA material to OTP"):
             res = self.writer().write_entries(image, otp.entries_of(*OTP_CA_FIELDS))  # IRREVERSIBLE
         self.report("ca_written", f"{res.programmed_words} words")
@@ -729,14 +730,7 @@ class BoardRun:
         if back != nubl2:
             raise ProvisionError("flash does not hold the checked NuBL2: re-run to burn it again")
         firmware.verify_nubl2_image(back, xy)
-        with board_errors("reading KS_OTPSTS"):
-            occupied = rom_key.occupied_slots(link.memory)
-        intent = self.j.intent_of("rom_key")
-        if occupied and (intent is None or intent.get("xy") != xy.hex()):
-            raise BoardTampered(
-                f"board tampered: KeyStore OTP slot(s) {', '.join(map(str, occupied))} already hold a ROM "
-                "root key this tool never burned; stopping before anything else is written"
-            )
+        occupied = self._refuse_unexplained_rom_key("stopping before the lock")
         todo = tuple(s for s in ROM_ROOT_SLOTS if s not in occupied)
         if todo:
             self.j.intent("rom_key", {"xy": xy.hex(), "slots": list(todo)})  # before the board acts
@@ -746,6 +740,39 @@ class BoardRun:
                 if rom_key.occupied_slots(link.memory) != ROM_ROOT_SLOTS:
                     raise ProvisionError("KeyStore OTP slots 0/1 do not both read as programmed")
         return results.RomKeyBurned(len(todo), resumed=bool(occupied))
+
+    def _refuse_unexplained_rom_key(self, stopping: str) -> tuple[int, ...]:
+        """The ROM slots already in use, if this tool can explain them; ``BoardTampered`` if not.
+        Slots this tool journaled burning with the service's key are explained. Without that record
+        (a lost journal) only the board can vouch: flash holds the served NuBL2, whose KEYHASH the
+        ROM checks against the slots, and the reset board boots through it to firmware answering
+        this UID. A planted key fails that, before anything it would decide is written."""
+        xy = self.record(results.Nubl2Fetched).key_xy
+        link = self.swd()
+        with board_errors("reading KS_OTPSTS"):
+            occupied = rom_key.occupied_slots(link.memory)
+        intent = self.j.intent_of("rom_key")
+        if not occupied or (intent is not None and intent.get("xy") == xy.hex()):
+            return occupied
+        if self._boots_through_served_nubl2():
+            self.note("KeyStore OTP slots 0/1 hold a key the ROM boots the served NuBL2 with: keeping it")
+            return occupied
+        raise BoardTampered(
+            f"board tampered: KeyStore OTP slot(s) {', '.join(map(str, occupied))} already hold a ROM "
+            f"root key this tool never burned and the board does not boot the served NuBL2; {stopping}"
+        )
+
+    def _boots_through_served_nubl2(self) -> bool:
+        nubl2 = self._nubl2_image()
+        link = self.swd()
+        with board_errors("reading NuBL2 back from flash"):
+            if firmware.read_flash(link.memory, layout.NUBL2_BASE, len(nubl2)) != nubl2:
+                return False
+        try:
+            self._boot_check()
+        except (FirmwareDidNotBoot, VerificationError):
+            return False
+        return True
 
     def _step_lock(self) -> results.Locked:
         """Prove the firmware, then lock: the image read back from flash equals the signed image

@@ -18,8 +18,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from nuboard import layout
 from nucore import mcuboot
-from nusec.provision import certs, firmware
+from nusec.provision import certs, firmware, rom_key
 from nusec.provision.errors import BoardUnreachable, ProvisionError
 from nusec.provision.journal import uid_for_probe
 from nusec.provision.link import SwdLink, board_errors, open_channel
@@ -189,10 +190,10 @@ def _inspect_open(res: InspectResult, link: SwdLink, anchor: x509.Certificate | 
     sb = image[0x88:0xC8]
     if sb != b"\xff" * 64:
         with board_errors("reading flash"):
-            head = firmware.read_flash(link.memory, firmware.FLASH_BASE, 32)
+            head = firmware.read_flash(link.memory, layout.APP_BASE, 32)
             try:
                 size = min(mcuboot.parse_header(head, complete=False).body_end + 0x400, 0x40000)
-                fw = firmware.read_flash(link.memory, firmware.FLASH_BASE, size)
+                fw = firmware.read_flash(link.memory, layout.APP_BASE, size)
             except mcuboot.McubootError:
                 fw = head  # verify_mcuboot_image names what is wrong
         try:
@@ -200,6 +201,11 @@ def _inspect_open(res: InspectResult, link: SwdLink, anchor: x509.Certificate | 
             res.check("firmware in flash verifies with OTP secure-boot key", True, f"v{info.version}")
         except ProvisionError as exc:
             res.check("firmware in flash verifies with OTP secure-boot key", False, str(exc))
+        with board_errors("reading the KeyStore"):
+            occupied = rom_key.occupied_slots(link.memory)
+        res.check(
+            "ROM root key in KeyStore OTP slots 0/1", occupied == rom_key.ROM_ROOT_SLOTS, f"occupied: {list(occupied)}"
+        )
 
 
 __all__ = ["BoardUnreachable", "InspectResult", "check_otp_image", "inspect_board"]

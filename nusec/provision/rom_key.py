@@ -22,6 +22,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from nuboard.keyslots import ROM_ROOT_SLOT_X, ROM_ROOT_SLOT_Y, ROM_ROOT_SLOTS
+
+__all__ = ["ROM_ROOT_SLOTS", "burn_rom_root_key", "occupied_slots"]
 from nusec.provision.errors import BoardUnreachable
 
 log = logging.getLogger(__name__)

@@ -76,6 +76,7 @@ NETWORK_CALL = {
     "certify": "certify",
     "sb_key": "secure_boot_key",
     "sign_fw": "sign_firmware",
+    "nubl2": "nubl2",
 }
 #: For SWD steps: drop the probe link after this fraction of the step's transfers (mid-step).
 LINK_DROP_FRACTION = {
@@ -85,6 +86,7 @@ LINK_DROP_FRACTION = {
     "otp_cert": 0.8,
     "otp_sb_key": 0.9,
     "flash_fw": 0.5,
+    "rom_key": 0.5,
 }
 
 
