@@ -144,12 +144,12 @@ class ServiceConfig:
             raise ConfigError(f"hsm_uri: PKCS#11 module {uri.module(env)} not found")
         if not uri.pin_source and not env.get(PIN_ENV) and not env.get(PIN_FILE_ENV):
             raise ConfigError(f"hsm_uri: no PIN: set {PIN_ENV} (or {PIN_FILE_ENV}, or pin-source in the URI)")
-        if self.nubl2_image is not None and not self.nubl2_image.is_file():
-            raise ConfigError(f"nubl2_image: {self.nubl2_image} not found")
         for name in ("root_cert", "ica_cert"):
             path: Path = getattr(self, name)
             if not path.is_file():
                 raise ConfigError(f"{name}: {path} not found")
+        if self.nubl2_image is not None and not self.nubl2_image.is_file():
+            raise ConfigError(f"nubl2_image: {self.nubl2_image} not found")
         if self.insecure_dev:
             if not is_loopback(self.host):
                 raise ConfigError(f"insecure_dev: plain HTTP is allowed on loopback only, not on {self.host}")
