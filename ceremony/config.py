@@ -361,7 +361,7 @@ TEMPLATE = """\
 # Relative paths are relative to this file's folder. Secrets are never written here: PINs and
 # the passphrase are named by source (an environment variable or a file), never by value.
 version: 1
-type: root                          # root | intermediate | crl | batch-keys (`template --type`)
+type: root                          # root | intermediate | crl | batch-keys | nubl2-key (`template --type`)
 
 ceremony:
   name: "NuSec OEM root ceremony {date}"   # free text, recorded in the transcript

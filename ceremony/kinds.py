@@ -1,5 +1,5 @@
 """The ceremony types, by the ``type`` field of their YAML file: root (default), intermediate,
-crl, batch-keys, restore. One place maps a type to its template, parser and run function, so the CLI's
+crl, batch-keys, nubl2-key, restore. One place maps a type to its template, parser and run function, so the CLI's
 ``template``/``validate``/``run`` work the same for every type (like boulder's ceremony types).
 ``nusec ceremony restore`` also takes the root ceremony's file with ``--from``/``--share``.
 """
@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ceremony import batch_keys, crl, intermediate, restore_config
+from ceremony import batch_keys, crl, intermediate, nubl2_key, restore_config
 from ceremony.config import SOFTHSM2_MODULE, parse_config, read_yaml_mapping
 from ceremony.config import TEMPLATE as ROOT_TEMPLATE
 from ceremony.errors import ConfigError
 
-TYPES = ("root", "intermediate", "crl", "batch-keys", "restore")
+TYPES = ("root", "intermediate", "crl", "batch-keys", "nubl2-key", "restore")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ def template(kind: str = "root") -> str:
         "intermediate": intermediate.TEMPLATE,
         "crl": crl.TEMPLATE,
         "batch-keys": batch_keys.TEMPLATE,
+        "nubl2-key": nubl2_key.TEMPLATE,
         "restore": restore_config.TEMPLATE,
     }.get(kind)
     if text is None:
@@ -62,6 +63,7 @@ def load(path: Path) -> Loaded:
         "intermediate": intermediate.parse,
         "crl": crl.parse,
         "batch-keys": batch_keys.parse,
+        "nubl2-key": nubl2_key.parse,
         "restore": restore_config.parse,
     }
     if kind not in parsers:

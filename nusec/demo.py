@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 MARKER = ".nusec-demo"
 DEFAULT_BOARDS = ("demo-b1", "demo-b2")
 FIRMWARE = Path(__file__).resolve().parent / "board" / "bin" / "firmware_bl2.bin"
+NUBL2 = FIRMWARE.with_name("nubl2.bin")  # the first-stage bootloader the nubl2-key ceremony signs
 
 
 class DemoError(Exception):
@@ -91,6 +92,7 @@ def _other_config(module: Any, workdir: Path, root_cert: Path) -> Any:
     finds the throwaway tokens by label in ``workdir/softhsm``)."""
     text = module.TEMPLATE.format(date=datetime.now(UTC).strftime("%Y-%m-%d"), module="")
     text = text.replace("certificate: ceremony-out/root-ca.pem", f"certificate: {root_cert}")
+    text = text.replace("  image: nubl2.bin ", f"  image: {NUBL2} ")
     if module.__name__ == "ceremony.intermediate":  # where relying parties find the CRLs
         text = text.replace(
             "  # crl_url: http://pki.example.com/root.crl", f"  crl_url: {DEMO_PKI_URL}/root.crl"
@@ -116,7 +118,7 @@ def run_demo(
 ) -> DemoSummary:
     from cryptography.hazmat.primitives import serialization
 
-    from ceremony import batch_keys, crl, intermediate
+    from ceremony import batch_keys, crl, intermediate, nubl2_key
     from ceremony.config import default_rehearsal_config
     from ceremony.run import run_ceremony
     from nusec.provision.client import TlsConfig
@@ -149,11 +151,16 @@ def run_demo(
     keys = batch_keys.run(
         _other_config(batch_keys, workdir, cer.root_cert), rehearsal=True, rehearsal_dir=workdir
     )
+    say("    nubl2-key ceremony: the NuBL2 key (every board's ROM root key) signs NuBL2")
+    nubl2 = nubl2_key.run(
+        _other_config(nubl2_key, workdir, cer.root_cert), rehearsal=True, rehearsal_dir=workdir
+    )
     summary.root_cert, summary.ica_cert, summary.transcript = cer.root_cert, ica2.ica_cert, cer.transcript
     summary.transcripts = {
         "intermediate": ica2.transcript,
         "crl": root_crl.transcript,
         "batch-keys": keys.transcript,
+        "nubl2-key": nubl2.transcript,
     }
     summary.root_crl, summary.issuing_token_uri = root_crl.crl, token.uri()
     env = token.environ()
@@ -196,6 +203,8 @@ def run_demo(
         tls_key=creds.server_key,
         db_url=f"sqlite:///{workdir / 'service.db'}",
         port=0,
+        nubl2_image=nubl2.signed_image,
+        nubl2_key_label=nubl2.key_label,
     )
     say("    nusec db upgrade (the service never migrates its database on its own)")
     engine = make_engine(config.db_url)

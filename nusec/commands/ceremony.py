@@ -63,7 +63,9 @@ def template_cmd(
     ] = None,
     kind: Annotated[
         str,
-        typer.Option("--type", help="root | intermediate | crl | batch-keys (restore uses the root file)."),
+        typer.Option(
+            "--type", help="root | intermediate | crl | batch-keys | nubl2-key (restore uses the root file)."
+        ),
     ] = "root",
 ) -> None:
     """Print a commented example config of a ceremony type (it validates as-is).
@@ -203,7 +205,7 @@ def run_cmd(
 
     Example: nusec ceremony run ceremony.yaml --witness-acks -
     """
-    from ceremony import batch_keys, crl, intermediate
+    from ceremony import batch_keys, crl, intermediate, nubl2_key
     from ceremony.kinds import load
     from ceremony.run import fingerprint_lines, run_ceremony
 
@@ -212,22 +214,17 @@ def run_cmd(
     with _one_line_errors(json_out):
         any_loaded = load(config)
         other: Any = None
-        if any_loaded.type == "intermediate":
-            other = intermediate.run(
-                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
-            )
-        elif any_loaded.type == "crl":
-            other = crl.run(
-                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
-            )
-        elif any_loaded.type == "restore":
-            from ceremony.restore import run_restore
+        from ceremony.restore import run_restore
 
-            other = run_restore(
-                any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
-            )
-        elif any_loaded.type == "batch-keys":
-            other = batch_keys.run(
+        runners: dict[str, Callable[..., Any]] = {
+            "intermediate": intermediate.run,
+            "crl": crl.run,
+            "restore": run_restore,
+            "batch-keys": batch_keys.run,
+            "nubl2-key": nubl2_key.run,
+        }
+        if any_loaded.type in runners:
+            other = runners[any_loaded.type](
                 any_loaded.loaded, rehearsal=rehearsal, rehearsal_dir=rehearsal_dir, say=_say(json_out)
             )
         else:
@@ -338,7 +335,7 @@ def verify_cmd(
             f"ok: {report.kind} transcript{rehearsal}, {report.lines} lines, chain and signature valid, "
             f"{len(report.outputs_checked)} outputs match"
         )
-        signer = "seal signer" if report.kind == "batch-keys" else "root key"
+        signer = {"batch-keys": "seal signer", "nubl2-key": "NuBL2 key"}.get(report.kind, "root key")
         for line in fingerprint_lines(report.signer_spki_sha256, report.root_cert_sha256, signer):
             typer.echo(line)
         if root_cert is None:

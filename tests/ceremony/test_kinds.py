@@ -1,4 +1,4 @@
-"""The other ceremony types (intermediate, crl, batch-keys) and `nusec hsm check` on real SoftHSM2
+"""The other ceremony types (intermediate, crl, batch-keys, nubl2-key) and `nusec hsm check` on real SoftHSM2
 tokens; oracles: the OpenSSL CLI and python-pkcs11 read directly."""
 
 from __future__ import annotations
@@ -10,15 +10,19 @@ from types import ModuleType
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from ceremony import batch_keys, crl, intermediate
+from ceremony import batch_keys, crl, intermediate, nubl2_key
 from ceremony.config import load_config
 from ceremony.errors import CeremonyError, ConfigError
 from ceremony.kinds import TYPES, template
 from ceremony.run import run_ceremony
 from ceremony.transcript import verify_transcript
+from nucore import mcuboot
 from pki.hsm.softhsm import SoftHsmDir, SoftHsmToken
 from tests.ceremony.conftest import issuing_token, nusec, token_objects, write_config
+from tests.sim.firmware_board import IMGTOOL
 
 
 def _other(module: ModuleType, folder: Path, token: SoftHsmToken, root_pem: Path, **edits: str) -> Path:
@@ -248,3 +252,57 @@ def test_configured_crl_dp_and_aia_reach_issued_certificates(softhsm: SoftHsmDir
     assert dp[0].full_name == [x509.UniformResourceIdentifier("http://pki.example.com/ica.crl")]
     aia = server.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     assert aia[0].access_location == x509.UniformResourceIdentifier("http://pki.example.com/ica.cer")
+
+
+def test_nubl2_key_ceremony_makes_the_rom_root_key_and_signs_nubl2(
+    softhsm: SoftHsmDir, tmp_path: Path
+) -> None:
+    """The NuBL2 key is made on the issuing token only, the signed NuBL2 verifies with it (imgtool,
+    KEYHASH of that key), the transcript verifies, and a second run is refused before any HSM write."""
+    token = softhsm.init_token("oem-root")
+    issuing = issuing_token(token)
+    root = run_ceremony(load_config(write_config(tmp_path, token)))
+    raw = Path(__file__).resolve().parents[2] / "nusec" / "board" / "bin" / "nubl2.bin"
+    cfg = _other(nubl2_key, tmp_path, token, root.root_cert, **{"  image: nubl2.bin ": f"  image: {raw} "})
+    res = nubl2_key.run(nubl2_key.parse(cfg.read_text(), base_dir=tmp_path))
+    assert ("PRIVATE_KEY", "nusec-nubl2") in token_objects(issuing)
+    assert not any(o[1] == "nusec-nubl2" for o in token_objects(token))  # never on the root token
+    ok = subprocess.run(
+        [str(IMGTOOL), "verify", "-k", str(res.public_key), str(res.signed_image)],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0 and "Image was correctly validated" in ok.stdout, ok.stdout + ok.stderr
+    pub = serialization.load_pem_public_key(res.public_key.read_bytes())
+    assert isinstance(pub, ec.EllipticCurvePublicKey)
+    xy = pub.public_numbers().x.to_bytes(32, "big") + pub.public_numbers().y.to_bytes(32, "big")
+    parsed = mcuboot.verify(res.signed_image.read_bytes(), pub, require_keyhash=True)
+    assert parsed.header.header_size == 0x400 and len(xy) == 64
+    assert verify_transcript(res.transcript).kind == "nubl2-key"
+    again = _other(
+        nubl2_key,
+        tmp_path,
+        token,
+        root.root_cert,
+        **{"  image: nubl2.bin ": f"  image: {raw} ", "directory: nubl2-key-out": "directory: n2"},
+    )
+    with pytest.raises(CeremonyError, match="of the finished nubl2-key ceremony"):
+        nubl2_key.run(nubl2_key.parse(again.read_text(), base_dir=tmp_path))
+    assert not (tmp_path / "n2").exists()
+    # a NuBL2 binary that is no Cortex-M image: refused, nothing published
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00" * 64)
+    bad = _other(
+        nubl2_key,
+        tmp_path,
+        token,
+        root.root_cert,
+        **{
+            "  image: nubl2.bin ": f"  image: {junk} ",
+            "directory: nubl2-key-out": "directory: n3",
+            "key_label: nusec-nubl2 ": "key_label: nusec-nubl2-b ",
+        },
+    )
+    with pytest.raises(CeremonyError, match="nubl2.image"):
+        nubl2_key.run(nubl2_key.parse(bad.read_text(), base_dir=tmp_path))
+    assert not (tmp_path / "n3" / "nubl2-signed.bin").exists()

@@ -204,14 +204,19 @@ def test_full_rehearsal_separate_tokens_and_crls(
     demo: dict[str, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's "Done when" rehearsal, as `make demo` runs it: root -> intermediate on the
-    issuing token -> root CRL -> batch keys -> service on the issuing token only -> boards ->
+    issuing token -> root CRL -> batch keys -> NuBL2 key -> service on the issuing token only -> boards ->
     batch built without --create-hsm-keys; checked by openssl -crl_check_all and `verify`."""
     import os
 
     import pkcs11
 
     transcripts = demo["transcripts"]
-    assert isinstance(transcripts, dict) and sorted(transcripts) == ["batch-keys", "crl", "intermediate"]
+    assert isinstance(transcripts, dict) and sorted(transcripts) == [
+        "batch-keys",
+        "crl",
+        "intermediate",
+        "nubl2-key",
+    ]
     for kind, path in transcripts.items():
         res = subprocess.run([str(BIN / "nusec"), "ceremony", "verify", path], capture_output=True, text=True)
         assert res.returncode == 0 and res.stdout.startswith(f"ok: {kind} transcript (REHEARSAL)"), res.stderr
@@ -249,7 +254,12 @@ def test_full_rehearsal_separate_tokens_and_crls(
             for o in session.get_objects({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY})
         }
     lib.reinitialize()
-    assert {"nusec-ica", "nusec-ica-2", "nusec-batch-seal"} <= labels and "nusec-root-ca" not in labels
+    assert {
+        "nusec-ica",
+        "nusec-ica-2",
+        "nusec-batch-seal",
+        "nusec-nubl2",
+    } <= labels and "nusec-root-ca" not in labels
     # A production-style `nusec otp build` on that token, without --create-hsm-keys.
     workdir = Path(str(demo["workdir"]))
     spec = workdir / "prod-batch.yaml"

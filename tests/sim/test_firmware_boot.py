@@ -204,6 +204,7 @@ def test_image_signed_by_the_service_code(
             public_key_der=spki,
             sign_digest=lambda digest: key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))),
             header_size=header_size,
+            slot_address=memmap.FLASH_BASE,  # the ROM's direct path: a board without a root key
             max_size=0x40000,
         ).image
 
