@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ class BoardFile:
     otp_locks: bytes
     config: bytes
     flash_pages: dict[str, str]
+    ks_otp: list[dict[str, Any] | None]
 
     @classmethod
     def load(cls, sim_dir: Path, name: str) -> BoardFile:
@@ -58,7 +60,15 @@ class BoardFile:
             bytes.fromhex(obj["otp_locks"]),
             bytes.fromhex(obj["config"]),
             obj["flash_pages"],
+            obj["ks_otp"],
         )
+
+    def rom_root_key(self) -> bytes | None:
+        """X||Y from KeyStore OTP slots 0 and 1 (KEY words least-significant first), None if empty."""
+        x, y = self.ks_otp[0], self.ks_otp[1]
+        if x is None or y is None:
+            return None
+        return bytes.fromhex(x["data"])[:32][::-1] + bytes.fromhex(y["data"])[:32][::-1]
 
     def locked_entries(self) -> list[int]:
         return [n for n in range(256) if self.otp_locks[4 * n : 4 * n + 4] != b"\xff" * 4]

@@ -3,10 +3,12 @@ service's own status over mTLS) on what the board's state file holds."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from nuboard import layout
 from nucore import otp
 from nusec.provision import link
 from nusec.provision.client import TlsConfig
@@ -34,6 +37,27 @@ def service_board(url: str, tls: TlsConfig, uid_hex: str) -> dict[str, Any]:
         r.raise_for_status()
         out: dict[str, Any] = r.json()
         return out
+
+
+@dataclass(frozen=True)
+class ServedNubl2:
+    image: bytes
+    xy: bytes
+
+
+def service_nubl2(url: str, tls: TlsConfig) -> ServedNubl2:
+    """The service's signed NuBL2 and ROM root key (``GET /v1/nubl2``), read without the desktop."""
+    with httpx.Client(base_url=url, verify=tls.ssl_context()) as c:
+        r = c.get("/v1/nubl2")
+        r.raise_for_status()
+        body = r.json()
+    key = serialization.load_pem_public_key(body["public_key_pem"].encode())
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return ServedNubl2(base64.b64decode(body["image_b64"]), _xy(key))
+
+
+def _xy(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)[1:]
 
 
 def service_state(url: str, tls: TlsConfig, uid_hex: str) -> str:
@@ -100,6 +124,16 @@ def assert_provisioned(
     signed = Path(str(result.firmware_signed)).read_bytes()
     assert state.flash(len(signed)) == signed
     assert_imgtool_verifies(b"\x04" + image.secure_boot_pub, state.flash(len(signed)), tmp)
+    # 2b. the ROM root key in KeyStore OTP 0/1 is the service's NuBL2 key, never a board key, and
+    # the NuBL2 in flash is the service's image and verifies with it (imgtool)
+    nubl2 = service_nubl2(url, tls)
+    rom_key = state.rom_root_key()
+    assert rom_key == nubl2.xy, "KS OTP slots 0/1 do not hold the service's NuBL2 key"
+    leaf = x509.load_der_x509_certificate(image.board_cert).public_key()
+    assert isinstance(leaf, ec.EllipticCurvePublicKey)
+    assert rom_key not in (_xy(leaf), image.secure_boot_pub, image.root_pub)
+    assert state.flash(len(nubl2.image), base=layout.NUBL2_BASE) == nubl2.image
+    assert_imgtool_verifies(b"\x04" + nubl2.xy, nubl2.image, tmp)
     # 3. key confirmation: the service holds the agreed key
     assert service_state(url, tls, image.uid.hex().upper()) == "key_agreed"
     # 4. the board is locked

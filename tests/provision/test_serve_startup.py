@@ -25,6 +25,10 @@ def _serve(
 
 def test_bad_start_up_inputs_are_one_line_before_anything_is_created(pki_files: Pki, tmp_path: Path) -> None:
     tls = ["--tls-cert", str(pki_files.server_cert)]
+    image = bytearray(pki_files.nubl2_image.read_bytes())
+    image[0x480] ^= 1  # in NuBL2's code: the ROM would refuse it, and so does the service
+    tampered = tmp_path / "nubl2-tampered.bin"
+    tampered.write_bytes(bytes(image))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
@@ -52,6 +56,21 @@ def test_bad_start_up_inputs_are_one_line_before_anything_is_created(pki_files: 
                 "nope",
                 "hsm_uri",
             ),
+            (
+                "NuBL2 image with one byte changed",
+                [*tls, "--tls-key", str(pki_files.server_key), "--nubl2-image", str(tampered)],
+                0,
+                "ica",
+                "nubl2_image",
+            ),
+            (
+                "no such NuBL2 key in the HSM",
+                [*tls, "--tls-key", str(pki_files.server_key), "--nubl2-image", str(pki_files.nubl2_image),
+                 "--nubl2-key-label", "nope"],
+                0,
+                "ica",
+                "nubl2_key_label: no key 'nope'",
+            ),  # fmt: skip
         ]
         for what, extra, p, label, needle in cases:
             db = tmp_path / f"{what.replace(' ', '-')}.db"
