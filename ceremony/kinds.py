@@ -1,6 +1,7 @@
 """The ceremony types, by the ``type`` field of their YAML file: root (default), intermediate,
-crl, batch-keys, nubl2-key, restore. One place maps a type to its template, parser and run function, so the CLI's
-``template``/``validate``/``run`` work the same for every type (like boulder's ceremony types).
+crl, batch-keys, nubl2-key, restore. One place maps a type to its template, parser and run
+function, so the CLI's ``template``/``validate``/``run`` work the same for every type (like
+boulder's ceremony types).
 ``nusec ceremony restore`` also takes the root ceremony's file with ``--from``/``--share``.
 """
 

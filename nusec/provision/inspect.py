@@ -204,7 +204,9 @@ def _inspect_open(res: InspectResult, link: SwdLink, anchor: x509.Certificate | 
         with board_errors("reading the KeyStore"):
             occupied = rom_key.occupied_slots(link.memory)
         res.check(
-            "ROM root key in KeyStore OTP slots 0/1", occupied == rom_key.ROM_ROOT_SLOTS, f"occupied: {list(occupied)}"
+            "ROM root key in KeyStore OTP slots 0/1",
+            occupied == rom_key.ROM_ROOT_SLOTS,
+            f"occupied: {list(occupied)}",
         )
 
 

@@ -303,6 +303,6 @@ def test_nubl2_key_ceremony_makes_the_rom_root_key_and_signs_nubl2(
             "key_label: nusec-nubl2 ": "key_label: nusec-nubl2-b ",
         },
     )
-    with pytest.raises(CeremonyError, match="nubl2.image"):
+    with pytest.raises(CeremonyError, match=r"nubl2\.image"):
         nubl2_key.run(nubl2_key.parse(bad.read_text(), base_dir=tmp_path))
     assert not (tmp_path / "n3" / "nubl2-signed.bin").exists()

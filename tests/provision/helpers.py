@@ -7,8 +7,8 @@ import base64
 import json
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx

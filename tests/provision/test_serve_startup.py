@@ -65,12 +65,19 @@ def test_bad_start_up_inputs_are_one_line_before_anything_is_created(pki_files: 
             ),
             (
                 "no such NuBL2 key in the HSM",
-                [*tls, "--tls-key", str(pki_files.server_key), "--nubl2-image", str(pki_files.nubl2_image),
-                 "--nubl2-key-label", "nope"],
+                [
+                    *tls,
+                    "--tls-key",
+                    str(pki_files.server_key),
+                    "--nubl2-image",
+                    str(pki_files.nubl2_image),
+                    "--nubl2-key-label",
+                    "nope",
+                ],
                 0,
                 "ica",
                 "nubl2_key_label: no key 'nope'",
-            ),  # fmt: skip
+            ),
         ]
         for what, extra, p, label, needle in cases:
             db = tmp_path / f"{what.replace(' ', '-')}.db"

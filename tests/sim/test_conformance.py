@@ -8,11 +8,12 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from nuboard import conformance
-from nusec.provision import otp_writer
+from nusec.provision import otp_writer, rom_key
 from tests.sim.sim_helpers import ROOT
 
 HEADER = ROOT / "snippets" / "common" / "m55m1.h"
@@ -62,13 +63,24 @@ def test_every_macro_of_the_header_is_a_row() -> None:
     assert defined - {r.c for r in ROWS if r.c} == set()
 
 
-def test_every_register_constant_of_the_host_writer_is_a_row() -> None:
+@pytest.mark.parametrize(
+    ("module", "not_registers"),
+    [
+        (otp_writer, {"BLANK_WORD", "ISP_POLL_LIMIT"}),
+        (rom_key, {"KS_POLL_LIMIT", "ROM_ROOT_SLOTS", "ROM_ROOT_SLOT_X", "ROM_ROOT_SLOT_Y"}),
+    ],
+    ids=["otp_writer", "rom_key"],
+)
+def test_every_register_constant_of_a_host_writer_is_a_row(
+    module: ModuleType, not_registers: set[str]
+) -> None:
     names = {
         n
-        for n, v in vars(otp_writer).items()
-        if n.isupper() and isinstance(v, (int, tuple)) and n not in ("BLANK_WORD", "ISP_POLL_LIMIT")
+        for n, v in vars(module).items()
+        if n.isupper() and isinstance(v, (int, tuple)) and n not in not_registers
     }
-    covered = {r.host.split(":", 1)[1].split("[", 1)[0] for r in ROWS if r.host and "otp_writer" in r.host}
+    prefix = module.__name__ + ":"
+    covered = {r.host.split(":", 1)[1].split("[", 1)[0] for r in ROWS if r.host and r.host.startswith(prefix)}
     assert names - covered == set()
 
 
