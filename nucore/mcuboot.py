@@ -36,7 +36,7 @@ TLV_ECDSA_SIG: Final = 0x22
 _HEADER = struct.Struct("<IIHHIIBBHII")
 _TLV = struct.Struct("<HH")
 
-Part = Literal["magic", "header", "tlv", "hash", "keyhash", "signature"]
+Part = Literal["magic", "header", "tlv", "hash", "keyhash", "no-signature", "signature"]
 
 
 class McubootError(ValueError):
@@ -155,7 +155,8 @@ def signed_digest(data: bytes, image: Image) -> bytes:
 def verify(data: bytes, key: ec.EllipticCurvePublicKey, *, require_keyhash: bool = False) -> Image:
     """The image, parsed, once its SHA256 TLV, KEYHASH (SHA-256 of ``key``'s DER
     SubjectPublicKeyInfo; required when ``require_keyhash``) and ECDSA-P256 signature all check
-    out with ``key``; ``McubootError`` naming the first that does not (part hash/keyhash/signature)."""
+    out with ``key``; ``McubootError`` naming the first that does not (part hash, keyhash,
+    no-signature or signature)."""
     image = parse(data)
     digest = signed_digest(data, image)
     if image.values(TLV_SHA256)[:1] != [digest]:
@@ -168,7 +169,7 @@ def verify(data: bytes, key: ec.EllipticCurvePublicKey, *, require_keyhash: bool
         raise McubootError("keyhash", "image was signed for another key (KEYHASH mismatch)")
     sigs = image.values(TLV_ECDSA_SIG)
     if not sigs:
-        raise McubootError("signature", "image carries no ECDSA-P256 signature TLV")
+        raise McubootError("no-signature", "image carries no ECDSA-P256 signature TLV")
     try:
         key.verify(sigs[0], digest, ec.ECDSA(Prehashed(hashes.SHA256())))
     except (InvalidSignature, ValueError):

@@ -32,15 +32,11 @@ the OTP key, as the host's ``nusec.provision.firmware`` requires) and ECDSA_SIG 
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import weakref
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from nuboard import layout
 from nuboard.keyslots import ROM_ROOT_SLOT_X, ROM_ROOT_SLOT_Y
@@ -128,6 +124,18 @@ def predict_boot(nv: NvState) -> VerifiedImage:
     return verify_image(app, rotpk_from_otp(nv.otp), base=layout.APP_BASE)
 
 
+#: What the ROM reports for each way ``nucore.mcuboot.verify`` refuses an image.
+_REASONS: dict[mcuboot.Part, BootFailReason] = {
+    "magic": BootFailReason.NO_IMAGE,
+    "header": BootFailReason.BAD_HEADER,
+    "tlv": BootFailReason.BAD_TLV,
+    "hash": BootFailReason.BAD_HASH,
+    "keyhash": BootFailReason.BAD_KEYHASH,
+    "no-signature": BootFailReason.NO_SIGNATURE,
+    "signature": BootFailReason.BAD_SIGNATURE,
+}
+
+
 def verify_image(
     slot: bytes, rotpk_xy: bytes | None, *, base: int = APP_SLOT_BASE, key_name: str = "OTP SecureBoot key"
 ) -> VerifiedImage:
@@ -154,23 +162,10 @@ def verify_image(
     if img_size < 8:
         raise ImageRejected(BootFailReason.BAD_HEADER, f"image of {img_size} bytes does not fit the slot")
     try:
-        parsed = mcuboot.parse(slot)
+        parsed = mcuboot.verify(slot, rotpk)  # the one MCUboot checker (hash, KEYHASH, signature)
     except mcuboot.McubootError as exc:
-        raise ImageRejected(BootFailReason.BAD_TLV, str(exc)) from None
+        raise ImageRejected(_REASONS[exc.part], f"{exc} ({key_name})") from None
     digest = mcuboot.signed_digest(slot, parsed)
-
-    hashes_found = parsed.values(mcuboot.TLV_SHA256)
-    if len(hashes_found) != 1 or hashes_found[0] != digest:
-        raise ImageRejected(BootFailReason.BAD_HASH, "SHA-256 TLV missing or different from the image")
-    spki = rotpk.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    keyhashes = parsed.values(mcuboot.TLV_KEYHASH)
-    if keyhashes and keyhashes[0] != hashlib.sha256(spki).digest():
-        raise ImageRejected(BootFailReason.BAD_KEYHASH, f"KEYHASH TLV names another key than the {key_name}")
-    sigs = parsed.values(mcuboot.TLV_ECDSA_SIG)
-    if not sigs:
-        raise ImageRejected(BootFailReason.NO_SIGNATURE, "no ECDSA-P256 signature TLV")
-    if not any(_signature_ok(rotpk, sig, digest) for sig in sigs):
-        raise ImageRejected(BootFailReason.BAD_SIGNATURE, f"signature does not verify with the {key_name}")
 
     sp, pc = struct.unpack_from("<II", slot, hdr_size)
     code_lo, code_hi = base + hdr_size, base + body_end
@@ -181,14 +176,6 @@ def verify_image(
     if not (memmap.SRAM_BASE < sp <= memmap.SRAM_BASE + memmap.SRAM_SIZE):
         raise ImageRejected(BootFailReason.BAD_VECTORS, f"initial SP 0x{sp:08x} is not in SRAM")
     return VerifiedImage(hdr_size, img_size, header.version, digest, sp, pc)
-
-
-def _signature_ok(key: ec.EllipticCurvePublicKey, der_sig: bytes, digest: bytes) -> bool:
-    try:
-        key.verify(der_sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
 
 
 _REPORTS: weakref.WeakKeyDictionary[Board, BootReport] = weakref.WeakKeyDictionary()
